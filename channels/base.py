@@ -1,0 +1,121 @@
+"""The interface every channel adapter implements.
+
+A channel adapter turns a batch of outgoing messages into provider requests and reports, per message, what the
+provider said. It never touches the database: the dispatcher claims deliveries, calls :meth:`Channel.send`, and
+records the results. Everything provider-specific (request shape, error codes, batching limits) stays inside
+the adapter; everything it knows about a failure is expressed as a :class:`SendResult`.
+
+To add a channel: write one module in ``channels/`` with a ``Settings`` model (pydantic) and a ``Channel``
+subclass, add one line to ``channels.REGISTRY``, and add its test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Address(StrEnum):
+    """Which of a recipient's addresses a channel sends to."""
+
+    PHONE = "phone"  # SMS, voice
+    PUSH = "push"  # app / web push tokens
+    TERMINAL = "terminal"  # loudspeaker terminal id
+    ANY = "any"  # the channel does not need a personal address (webhook, file)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    key: str  # stable recipient key (phone for people, terminal id for terminals)
+    name: str
+    kind: str  # "person" | "terminal"
+    role: str
+    area_code: str
+    language: str
+    phone: str | None = None
+    push_tokens: tuple[str, ...] = ()
+    terminal_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One delivery to send: one recipient, one rendered content."""
+
+    delivery_id: int
+    idempotency_key: str  # "<alert revision id>:<recipient id>:<channel>"; forward it where the provider takes one
+    recipient: Recipient
+    address: str  # the address picked for this channel (phone, terminal id, key); push: first token
+    body: str  # what the recipient sees or hears (SMS: signature + content)
+    content_key: str  # identical content_key => identical body/title/data: may share one provider request
+    title: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    segments: int = 1  # SMS segments by the 70/67 rule (1 elsewhere)
+    repeat: int = 1  # how many times a loudspeaker should play it
+    priority: int = 4  # 1 = red / most urgent ... 4 = blue; drills and tests 9
+    alert: Mapping[str, Any] = field(default_factory=dict)  # id, identifier, colour, level, msg_type, status, expires
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"  # the provider took it (does not mean the handset has it)
+    RETRY = "retry"  # temporary failure: timeouts, 5xx, 429, connection errors
+    FAILED = "failed"  # permanent failure: bad number, 4xx, provider refusal
+
+
+@dataclass(frozen=True)
+class SendResult:
+    delivery_id: int
+    outcome: Outcome
+    provider_message_id: str | None = None
+    error: str | None = None  # the provider's reason, in its own words where it gave one
+    retry_after: float | None = None  # seconds, from Retry-After or the provider's own hint
+    response: Mapping[str, Any] | None = None  # status code / excerpt kept in delivery events
+
+
+class ChannelSettings(BaseModel):
+    """Settings every channel has; adapters extend this with their own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    adapter: str
+    template: str | None = None  # template name under templates/<lang>/ (default: the channel's name)
+    concurrency: int = 4  # requests in flight at once
+    rate_per_second: float | None = None  # messages per second; None = unlimited
+    max_attempts: int = 8
+    backoff_initial: float = 2.0  # seconds; doubles per attempt, full jitter
+    backoff_max: float = 300.0
+    timeout: float = 10.0  # seconds per provider request
+
+    # Secrets (gateway keys, tokens) are written in config as ${ENV_VAR}; the loader substitutes them and
+    # reports a missing variable as a configuration error, so settings hold plain values here.
+
+
+class Channel:
+    """Base class of channel adapters.
+
+    ``max_batch`` is how many messages with the same ``content_key`` one provider request may carry; the
+    dispatcher hands :meth:`send` at most that many, all with the same content_key when ``max_batch > 1``.
+    """
+
+    Settings: ClassVar[type[ChannelSettings]] = ChannelSettings
+    address: ClassVar[Address] = Address.ANY
+    max_batch: int = 1
+
+    def __init__(self, name: str, settings: ChannelSettings, *, data_dir: str):
+        self.name = name
+        self.settings = settings
+        self.data_dir = data_dir  # where file-writing adapters put their output
+
+    async def start(self) -> None:
+        """Open connections; called once before the first send."""
+
+    async def close(self) -> None:
+        """Release connections; in-flight sends have finished when this is called."""
+
+    async def send(self, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
+        """Send the batch; return exactly one result per message, in any order. Must not raise for provider
+        errors (return RETRY/FAILED results instead); an exception is treated as RETRY for the whole batch."""
+        raise NotImplementedError
