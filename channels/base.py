@@ -49,10 +49,10 @@ class OutgoingMessage:
     idempotency_key: str  # "<alert revision id>:<recipient id>:<channel>"; forward it where the provider takes one
     recipient: Recipient
     address: str  # the address picked for this channel (phone, terminal id, key); push: first token
-    body: str  # what the recipient sees or hears (SMS: signature + content)
+    body: str  # what the recipient sees or hears (SMS: 【signature】 + content)
     content_key: str  # identical content_key => identical body/title/data: may share one provider request
     title: str | None = None
-    data: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)  # push data; SMS: {"signature": …, "content": …}
     segments: int = 1  # SMS segments by the 70/67 rule (1 elsewhere)
     repeat: int = 1  # how many times a loudspeaker should play it
     priority: int = 4  # 1 = red / most urgent ... 4 = blue; drills and tests 9
@@ -82,6 +82,9 @@ class ChannelSettings(BaseModel):
 
     adapter: str
     template: str | None = None  # template name under templates/<lang>/ (default: the channel's name)
+    style: str | None = None  # "sms" | "spoken" | "push" | "text"; default follows the template name
+    signature: str | None = None  # SMS signature without brackets, e.g. 梁平区应急管理局 (style sms)
+    max_chars: int | None = None  # content cap (SMS platforms ~500, loudspeaker text 500)
     concurrency: int = 4  # requests in flight at once
     rate_per_second: float | None = None  # messages per second; None = unlimited
     max_attempts: int = 8
@@ -101,7 +104,7 @@ class Channel:
     """
 
     Settings: ClassVar[type[ChannelSettings]] = ChannelSettings
-    address: ClassVar[Address] = Address.ANY
+    address: Address = Address.ANY  # adapters may set it per instance from their settings
     max_batch: int = 1
 
     def __init__(self, name: str, settings: ChannelSettings, *, data_dir: str):
