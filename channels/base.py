@@ -46,7 +46,9 @@ class OutgoingMessage:
     """One delivery to send: one recipient, one rendered content."""
 
     delivery_id: int
-    idempotency_key: str  # "<alert revision id>:<recipient id>:<channel>"; forward it where the provider takes one
+    idempotency_key: (
+        str  # "<alert revision id>:<recipient id>:<channel>"; forward it where the provider takes one
+    )
     recipient: Recipient
     address: str  # the address picked for this channel (phone, terminal id, key); push: first token
     body: str  # what the recipient sees or hears (SMS: 【signature】 + content)
@@ -56,7 +58,9 @@ class OutgoingMessage:
     segments: int = 1  # SMS segments by the 70/67 rule (1 elsewhere)
     repeat: int = 1  # how many times a loudspeaker should play it
     priority: int = 4  # 1 = red / most urgent ... 4 = blue; drills and tests 9
-    alert: Mapping[str, Any] = field(default_factory=dict)  # id, identifier, colour, level, msg_type, status, expires
+    alert: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # id, identifier, colour, level, msg_type, status, expires
 
 
 class Outcome(StrEnum):

@@ -1,0 +1,207 @@
+"""Signed JSON webhook: one POST per message.
+
+Every request carries ``Idempotency-Key``, ``X-Warnd-Timestamp`` (unix seconds) and ``X-Warnd-Signature:
+sha256=<hex>``, the HMAC-SHA256 of ``f"{timestamp}."`` followed by the exact body bytes under the shared
+secret.
+Receivers check it with :func:`verify_signature` (constant-time compare, replay window).
+
+Outcomes: 2xx → ACCEPTED (provider id from the answer's JSON ``id`` if present); 429 and 5xx → RETRY
+honouring ``Retry-After``; timeouts and connection errors → RETRY; other statuses → FAILED with the status and
+an excerpt of the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import aiohttp
+from pydantic import Field, field_validator
+
+from channels.base import Address, Channel, ChannelSettings, Outcome, OutgoingMessage, SendResult
+from channels.sms_http import (
+    ERROR_EXCERPT,
+    RESPONSE_EXCERPT,
+    decode_body,
+    is_retryable_status,
+    parse_retry_after,
+    scalar_text,
+    transport_outcome,
+)
+from warnd.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_PREFIX = "sha256="
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Warnd-Signature`` value for ``body`` sent at ``timestamp`` (unix seconds, as text)."""
+    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode("ascii") + body, hashlib.sha256)
+    return SIGNATURE_PREFIX + mac.hexdigest()
+
+
+def verify_signature(
+    secret: str, timestamp: str, body: bytes, signature_header: str, *, now: float, tolerance: float = 300
+) -> bool:
+    """True if ``signature_header`` (``sha256=<hex>``) signs ``timestamp`` + ``body`` under ``secret`` and the
+    timestamp is within ``tolerance`` seconds of ``now`` (either side, so replays and forged future stamps
+    fail)."""
+    if not secret or not timestamp or not signature_header:
+        return False
+    timestamp = timestamp.strip()
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+        return False
+    if abs(now - int(timestamp)) > tolerance:
+        return False
+    given = signature_header.strip()
+    if not given.startswith(SIGNATURE_PREFIX):
+        return False
+    expected = sign(secret, timestamp, body)
+    return hmac.compare_digest(expected.encode("ascii"), given.lower().encode("ascii", errors="replace"))
+
+
+class WebhookSettings(ChannelSettings):
+    """Settings of the ``webhook`` adapter."""
+
+    url: str
+    """Receiver endpoint (``https://…``)."""
+
+    secret: str = Field(min_length=16)
+    """HMAC-SHA256 key shared with the receiver; write it in config as ``${WARND_WEBHOOK_SECRET}``."""
+
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra request headers. The adapter's own (content type, idempotency, timestamp, signature) win."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return value
+
+
+def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(value) if value else {}
+
+
+class WebhookChannel(Channel):
+    """One signed JSON POST per message."""
+
+    Settings: ClassVar[type[ChannelSettings]] = WebhookSettings
+    address = Address.ANY
+    max_batch = 1
+
+    def __init__(self, name: str, settings: ChannelSettings, *, data_dir: str):
+        super().__init__(name, settings, data_dir=data_dir)
+        if not isinstance(settings, WebhookSettings):
+            settings = WebhookSettings.model_validate(settings.model_dump())
+        self.settings: WebhookSettings = settings
+        self.clock: Clock = SystemClock()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers={"User-Agent": "warnd"}, connector=aiohttp.TCPConnector(limit=0)
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def payload(self, message: OutgoingMessage) -> bytes:
+        """The exact body bytes sent for ``message``."""
+        r = message.recipient
+        document = {
+            "delivery_id": message.delivery_id,
+            "idempotency_key": message.idempotency_key,
+            "channel": self.name,
+            "recipient": {
+                "key": r.key,
+                "name": r.name,
+                "role": r.role,
+                "area_code": r.area_code,
+                "kind": r.kind,
+            },
+            "title": message.title,
+            "body": message.body,
+            "data": _plain(message.data),
+            "segments": message.segments,
+            "repeat": message.repeat,
+            "priority": message.priority,
+            "alert": _plain(message.alert),
+        }
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+
+    async def send(self, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
+        if not batch:
+            return []
+        if self._session is None or self._session.closed:
+            await self.start()
+        return list(await asyncio.gather(*(self._send_one(m) for m in batch)))
+
+    async def _send_one(self, message: OutgoingMessage) -> SendResult:
+        body = self.payload(message)
+        timestamp = str(int(self.clock.now().timestamp()))
+        headers = dict(self.settings.headers)
+        for own in ("content-type", "idempotency-key", "x-warnd-timestamp", "x-warnd-signature"):
+            for name in [h for h in headers if h.lower() == own]:
+                del headers[name]
+        headers["Content-Type"] = "application/json; charset=utf-8"
+        headers["Idempotency-Key"] = message.idempotency_key
+        headers["X-Warnd-Timestamp"] = timestamp
+        headers["X-Warnd-Signature"] = sign(self.settings.secret, timestamp, body)
+
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                self.settings.url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
+                allow_redirects=False,
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+                text = decode_body(raw, resp.charset)
+                retry_after_header = resp.headers.get("Retry-After")
+        except Exception as exc:  # provider trouble must become a result, never an exception
+            outcome, reason = transport_outcome(exc)
+            log.warning("channel %s: delivery %s: %s", self.name, message.delivery_id, reason)
+            return SendResult(
+                message.delivery_id, outcome, error=reason, response={"status": None, "body": ""}
+            )
+
+        response = {"status": status, "body": text[:RESPONSE_EXCERPT]}
+        if 200 <= status <= 299:
+            provider_id: str | None = None
+            try:
+                answer = json.loads(text) if text.strip() else None
+            except json.JSONDecodeError:
+                answer = None
+            if isinstance(answer, Mapping) and answer.get("id") is not None:
+                provider_id = scalar_text(answer["id"]) or None
+            return SendResult(
+                message.delivery_id, Outcome.ACCEPTED, provider_message_id=provider_id, response=response
+            )
+
+        excerpt = " ".join(text[:ERROR_EXCERPT].split())
+        reason = f"HTTP {status}" + (f": {excerpt}" if excerpt else "")
+        if is_retryable_status(status):
+            retry_after = parse_retry_after(retry_after_header, now=self.clock.now().timestamp())
+            log.warning("channel %s: delivery %s: HTTP %s, retry", self.name, message.delivery_id, status)
+            return SendResult(
+                message.delivery_id, Outcome.RETRY, error=reason, retry_after=retry_after, response=response
+            )
+        log.warning("channel %s: delivery %s: HTTP %s, failed", self.name, message.delivery_id, status)
+        return SendResult(message.delivery_id, Outcome.FAILED, error=reason, response=response)
+
+
+Settings = WebhookSettings

@@ -1,0 +1,515 @@
+"""The configuration directory: loading, ${ENV} substitution, validation with file + key path errors.
+
+A config directory holds YAML files, each optional, each owning some top-level keys:
+
+================  =====================================================================
+``warnd.yaml``    organisation, timezone, language, data_dir, database, templates, api, dispatch, roles
+``areas.yaml``    ``areas``: admin code -> name (the district's township/village tree)
+``channels.yaml`` ``channels``: name -> adapter settings
+``groups.yaml``   ``groups``: name -> label, roles, drill, priority
+``rules.yaml``    ``rules``: the graded response rules
+``subscribers.yaml`` ``subscribers`` (people) and ``terminals`` (loudspeakers); ``*.csv`` beside it too
+``feeds.yaml``    ``feeds``: ATOM/RSS/CAP URLs polled on a schedule
+``hazards.yaml``  ``hazards``: additions/overrides to the built-in hazard catalogue
+================  =====================================================================
+
+Secrets never live in these files: write ``${WARND_SMS_TOKEN}`` (or ``${VAR:-default}``) and the value comes
+from the environment at load time. Every error names the file, the key path and the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from channels import adapter_class
+from channels.base import ChannelSettings
+from warnd.hazards import Catalogue, parse_colour, parse_level
+
+FILES = {
+    "warnd.yaml": (
+        "organisation", "timezone", "language", "data_dir", "database", "templates", "api", "dispatch", "roles",
+    ),
+    "areas.yaml": ("areas",),
+    "channels.yaml": ("channels",),
+    "groups.yaml": ("groups",),
+    "rules.yaml": ("rules",),
+    "subscribers.yaml": ("subscribers", "terminals"),
+    "feeds.yaml": ("feeds",),
+    "hazards.yaml": ("hazards",),
+}
+SUBSCRIBER_CSV_COLUMNS = ("name", "phone", "role", "area_code", "lat", "lon", "language", "groups")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ADMIN_CODE = re.compile(r"^\d{12}$")
+_CN_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+
+
+# --- value parsers shared by config, CSV import and the API ---------------------------------------------------
+
+
+def parse_duration(value: object) -> float:
+    """'5m' / '30s' / '1h' / 90 -> seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (e.g. 30s, 5m, 1h)")
+    factor = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return float(match.group(1)) * factor
+
+
+def normalise_phone(value: object) -> str:
+    """A Chinese mobile number as 11 digits (+86/0086 and separators dropped), or another number as E.164."""
+    text = re.sub(r"[\s\-()]", "", str(value))
+    if text.startswith("+86"):
+        text = text[3:]
+    elif text.startswith("0086"):
+        text = text[4:]
+    if _CN_MOBILE.match(text) or _E164.match(text):
+        return text
+    raise ValueError(f"not a mobile number: {value!r} (11-digit Chinese mobile or +E.164)")
+
+
+def admin_code(value: object) -> str:
+    text = str(value).strip()
+    if not _ADMIN_CODE.match(text):
+        raise ValueError(f"admin code must be 12 digits (统计用区划代码), got {value!r}")
+    return text
+
+
+def area_prefix(code: str) -> str:
+    """The prefix a 12-digit admin code stands for: 500228000000 -> '500228', 500228101000 -> '500228101'.
+
+    Codes are 2 province + 2 city + 2 county + 3 township + 3 village digits; trailing zero groups mean "all of".
+    A shorter code given in config (e.g. '500228') is already a prefix.
+    """
+    code = code.strip()
+    if len(code) != 12:
+        return code
+    for cut in (2, 4, 6, 9):
+        if code[cut:] == "0" * (12 - cut):
+            return code[:cut]
+    return code
+
+
+Colour = Annotated[str, BeforeValidator(parse_colour)]
+Level = Annotated[int, BeforeValidator(parse_level)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Phone = Annotated[str, BeforeValidator(normalise_phone)]
+AdminCode = Annotated[str, BeforeValidator(admin_code)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- sections ----------------------------------------------------------------------------------------------
+
+
+class ApiToken(_Model):
+    name: str
+    token: str  # write as ${ENV}; an empty value disables the entry
+
+
+class ApiSettings(_Model):
+    host: str = "127.0.0.1"
+    port: int = 8470
+    max_body_bytes: int = 2_000_000
+    tokens: list[ApiToken] = []
+
+
+class DispatchSettings(_Model):
+    lease: Duration = 60.0  # a claimed batch is this worker's for this long
+    batch_size: int = Field(500, ge=1, le=10_000)
+    poll_interval: Duration = 1.0  # fallback when no wake-up arrives
+    fanout_chunk: int = Field(5000, ge=100, le=100_000)
+    shutdown_grace: Duration = 20.0  # how long SIGTERM waits for in-flight sends
+
+
+class Target(_Model):
+    groups: list[str] = Field(min_length=1)
+    channels: list[str] = Field(min_length=1)
+    ack_required: bool = False
+    ack_within: Duration | None = None  # used by the acknowledgement (叫应) sweep
+    repeat: int = Field(1, ge=1, le=10)
+
+
+class Rule(_Model):
+    name: str
+    hazards: list[str] = []  # names or codes; empty = any hazard
+    colours: list[Colour] = []  # empty = any colour
+    statuses: list[str] = ["Actual", "Exercise", "Test"]
+    msg_types: list[str] = ["Alert", "Update", "Cancel"]
+    areas: list[str] = []  # admin codes or prefixes; empty = anywhere
+    level: Level
+    targets: list[Target] = Field(min_length=1)
+    inhibit: bool = True  # a higher-level active warning of the same hazard suppresses this one
+    enabled: bool = True
+
+    @field_validator("statuses")
+    @classmethod
+    def _statuses(cls, value: list[str]) -> list[str]:
+        for status in value:
+            if status not in ("Actual", "Exercise", "System", "Test", "Draft"):
+                raise ValueError(f"unknown status {status!r}")
+        return value
+
+    @field_validator("msg_types")
+    @classmethod
+    def _msg_types(cls, value: list[str]) -> list[str]:
+        for msg_type in value:
+            if msg_type not in ("Alert", "Update", "Cancel"):
+                raise ValueError(f"unknown msgType {msg_type!r}")
+        return value
+
+    @field_validator("areas")
+    @classmethod
+    def _areas(cls, value: list[str]) -> list[str]:
+        for code in value:
+            if not code.isdigit() or len(code) > 12:
+                raise ValueError(f"area {code!r} is not an admin code or prefix")
+        return [area_prefix(code) for code in value]
+
+
+class Group(_Model):
+    label: str
+    roles: list[str] = []  # everyone with one of these roles belongs, besides members who name the group
+    drill: bool = False  # takes part in drills: receives Test/Exercise alerts
+    priority: int = Field(5, ge=1, le=9)  # lower goes first (duty persons before the public)
+
+
+class Subscriber(_Model):
+    name: str
+    phone: Phone | None = None
+    role: str = "public"
+    area_code: AdminCode
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    language: str = "zh-CN"
+    groups: list[str] = []
+    push_tokens: list[str] = []
+
+
+class Terminal(_Model):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    name: str
+    area_code: AdminCode
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    role: str = "loudspeaker"
+    language: str = "zh-CN"
+    groups: list[str] = []
+
+
+class Feed(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: str
+    interval: Duration = 60.0
+    timeout: Duration = 20.0
+    headers: dict[str, str] = {}
+    enabled: bool = True
+    max_bytes: int = 5_000_000
+
+
+class HazardEntry(_Model):
+    name: str
+    colours: list[Colour] = ["blue", "yellow", "orange", "red"]
+    aliases: list[str] = []
+
+
+DEFAULT_ROLES = {
+    "public": "社会公众",
+    "grid_worker": "网格员",
+    "duty_person": "村防汛责任人",
+    "village_cadre": "村干部",
+    "township_leader": "乡镇责任人",
+    "county_leader": "区县责任人",
+    "loudspeaker": "应急广播终端",
+}
+
+
+class Config(_Model):
+    """The whole configuration, after loading and cross-checking."""
+
+    directory: Path
+    organisation: str = "应急管理局"
+    timezone: str = "Asia/Shanghai"
+    language: str = "zh-CN"
+    data_dir: Path
+    database: str | None = None
+    templates: Path
+    api: ApiSettings = ApiSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    roles: dict[str, str] = DEFAULT_ROLES
+    areas: dict[str, str] = {}
+    channels: dict[str, dict[str, Any]] = {}
+    groups: dict[str, Group] = {}
+    rules: list[Rule] = []
+    subscribers: list[Subscriber] = []
+    terminals: list[Terminal] = []
+    feeds: list[Feed] = []
+    hazards: dict[str, HazardEntry] = {}
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite+aiosqlite:///{self.data_dir / 'warnd.db'}"
+
+    def channel_settings(self, name: str) -> ChannelSettings:
+        settings = self.channels[name]
+        return adapter_class(settings["adapter"]).Settings.model_validate(settings)
+
+    def catalogue(self) -> Catalogue:
+        return Catalogue.load({code: entry.model_dump() for code, entry in self.hazards.items()})
+
+    def area_name(self, code: str) -> str | None:
+        """The most specific configured name for an admin code (its own, else its township's, else county's)."""
+        if code in self.areas:
+            return self.areas[code]
+        prefix = area_prefix(code)
+        for known, name in self.areas.items():
+            if area_prefix(known) == prefix:
+                return name
+        return None
+
+
+# --- loading -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    file: str
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}: {self.reason}" if self.path else f"{self.file}: {self.reason}"
+
+
+class ConfigInvalid(Exception):
+    def __init__(self, errors: list[ConfigError]):
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _substitute_env(value: Any, path: str, file: str, errors: list[ConfigError]) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute_env(v, f"{path}.{k}" if path else str(k), file, errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute_env(v, f"{path}[{i}]", file, errors) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            errors.append(ConfigError(file, path, f"environment variable {name} is not set"))
+            return ""
+
+        return _ENV.sub(replace, value)
+    return value
+
+
+def _read_yaml(path: Path, errors: list[ConfigError]) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        errors.append(ConfigError(str(path), where, f"not valid YAML: {getattr(exc, 'problem', exc)}"))
+        return {}
+    except OSError as exc:
+        errors.append(ConfigError(str(path), "", f"cannot read: {exc.strerror}"))
+        return {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        errors.append(ConfigError(str(path), "", "top level must be a mapping"))
+        return {}
+    return data
+
+
+def read_subscriber_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """Rows of a subscriber CSV as (line number, row). The header must name the documented columns."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in ("name", "phone", "area_code") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"header lacks column(s) {', '.join(missing)} (columns: {','.join(SUBSCRIBER_CSV_COLUMNS)})")
+        for row in reader:
+            yield reader.line_num, row
+
+
+def subscriber_from_csv(row: dict[str, str]) -> Subscriber:
+    def blank(key: str) -> str | None:
+        value = (row.get(key) or "").strip()
+        return value or None
+
+    return Subscriber.model_validate(
+        {
+            "name": blank("name"),
+            "phone": blank("phone"),
+            "role": blank("role") or "public",
+            "area_code": blank("area_code"),
+            "lat": blank("lat"),
+            "lon": blank("lon"),
+            "language": blank("language") or "zh-CN",
+            "groups": [g.strip() for g in (row.get("groups") or "").split("|") if g.strip()],
+        }
+    )
+
+
+def load_config(directory: str | Path, *, database: str | None = None) -> Config:
+    """Load and validate a config directory. Raises ConfigInvalid listing every error found."""
+    root = Path(directory)
+    errors: list[ConfigError] = []
+    if not root.is_dir():
+        raise ConfigInvalid([ConfigError(str(root), "", "not a directory")])
+    raw: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for filename, keys in FILES.items():
+        path = root / filename
+        if not path.exists():
+            continue
+        data = _substitute_env(_read_yaml(path, errors), "", str(path), errors)
+        for key, value in data.items():
+            if key not in keys:
+                owner = next((f for f, ks in FILES.items() if key in ks), None)
+                hint = f" (it belongs in {owner})" if owner else f" (allowed here: {', '.join(keys)})"
+                errors.append(ConfigError(str(path), key, f"unknown key{hint}"))
+                continue
+            raw[key] = value
+            origin[key] = str(path)
+    for csv_path in sorted(root.glob("*.csv")):
+        try:
+            for line, row in read_subscriber_csv(csv_path):
+                try:
+                    raw.setdefault("subscribers", []).append(subscriber_from_csv(row).model_dump())
+                except ValidationError as exc:
+                    for err in exc.errors():
+                        errors.append(ConfigError(str(csv_path), f"line {line}: {_key_path(err['loc'])}", err["msg"]))
+        except ValueError as exc:
+            errors.append(ConfigError(str(csv_path), "", str(exc)))
+
+    base = root.resolve()
+    raw["directory"] = base
+    raw["data_dir"] = (base / str(raw.get("data_dir", "data"))).resolve()
+    raw["templates"] = (base / str(raw.get("templates", "../templates"))).resolve()
+    if database:
+        raw["database"] = database
+    elif os.environ.get("WARND_DATABASE_URL"):
+        raw["database"] = os.environ["WARND_DATABASE_URL"]
+    if raw.get("database") and isinstance(raw["database"], dict):
+        raw["database"] = raw["database"].get("url")
+
+    config: Config | None = None
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = err["loc"]
+            file = origin.get(str(loc[0]), str(root / "warnd.yaml")) if loc else str(root)
+            errors.append(ConfigError(file, _key_path(loc), err["msg"].removeprefix("Value error, ")))
+    if config is not None:
+        errors.extend(_cross_check(config, origin))
+    if errors:
+        raise ConfigInvalid(errors)
+    assert config is not None
+    return config
+
+
+def _cross_check(config: Config, origin: dict[str, str]) -> list[ConfigError]:
+    """References between sections: channels, groups, roles, hazards, colours on each hazard's ladder."""
+    errors: list[ConfigError] = []
+
+    def err(section: str, path: str, reason: str) -> None:
+        errors.append(ConfigError(origin.get(section, str(config.directory)), path, reason))
+
+    for name, settings in config.channels.items():
+        if not isinstance(settings, dict) or "adapter" not in settings:
+            err("channels", f"channels.{name}.adapter", "required: which adapter sends this channel")
+            continue
+        try:
+            cls = adapter_class(str(settings["adapter"]))
+            cls.Settings.model_validate(settings)
+        except KeyError as exc:
+            err("channels", f"channels.{name}.adapter", str(exc.args[0]))
+        except ValidationError as exc:
+            for e in exc.errors():
+                err("channels", f"channels.{name}.{_key_path(e['loc'])}", e["msg"].removeprefix("Value error, "))
+
+    known_roles = set(config.roles)
+    for name, group in config.groups.items():
+        for i, role in enumerate(group.roles):
+            if role not in known_roles:
+                err("groups", f"groups.{name}.roles[{i}]", f"unknown role {role!r} (known: {', '.join(sorted(known_roles))})")
+
+    catalogue = config.catalogue()
+    for r, rule in enumerate(config.rules):
+        ladders: list[tuple[str, tuple[str, ...]]] = []
+        for h, word in enumerate(rule.hazards):
+            hazard = catalogue.find(word)
+            if hazard is None:
+                err("rules", f"rules[{r}].hazards[{h}]", f"unknown hazard {word!r} (add it to hazards.yaml)")
+            else:
+                ladders.append((hazard.name, hazard.colours))
+        for c, colour in enumerate(rule.colours):
+            for hazard_name, ladder in ladders:
+                if colour not in ladder:
+                    err(
+                        "rules",
+                        f"rules[{r}].colours[{c}]",
+                        f"{hazard_name} has no {colour} signal (its ladder: {', '.join(ladder)})",
+                    )
+        for t, target in enumerate(rule.targets):
+            for g, group in enumerate(target.groups):
+                if group not in config.groups:
+                    err("rules", f"rules[{r}].targets[{t}].groups[{g}]", f"unknown group {group!r}")
+            for c, channel in enumerate(target.channels):
+                if channel not in config.channels:
+                    known = ", ".join(sorted(config.channels)) or "none configured"
+                    err("rules", f"rules[{r}].targets[{t}].channels[{c}]", f"unknown channel {channel!r} (known: {known})")
+    names = [rule.name for rule in config.rules]
+    for r, name in enumerate(names):
+        if names.index(name) != r:
+            err("rules", f"rules[{r}].name", f"duplicate rule name {name!r}")
+
+    for section, people in (("subscribers", config.subscribers), ("terminals", config.terminals)):
+        for i, person in enumerate(people):
+            if person.role not in known_roles:
+                err(section, f"{section}[{i}].role", f"unknown role {person.role!r} (known: {', '.join(sorted(known_roles))})")
+            for g, group in enumerate(person.groups):
+                if group not in config.groups:
+                    err(section, f"{section}[{i}].groups[{g}]", f"unknown group {group!r}")
+    seen: set[str] = set()
+    for i, s in enumerate(config.subscribers):
+        if s.phone and s.phone in seen:
+            err("subscribers", f"subscribers[{i}].phone", "duplicate phone number (one subscriber per number)")
+        if s.phone:
+            seen.add(s.phone)
+    ids = [t.id for t in config.terminals]
+    for i, tid in enumerate(ids):
+        if ids.index(tid) != i:
+            err("terminals", f"terminals[{i}].id", f"duplicate terminal id {tid!r}")
+    for code in config.areas:
+        if not _ADMIN_CODE.match(str(code)):
+            err("areas", f"areas.{code}", "admin code must be 12 digits")
+    return errors

@@ -1,0 +1,248 @@
+"""Database schema: one definition for SQLite and PostgreSQL. Alembic migrations mirror it
+(``tests/integration/test_migrations.py`` checks that they do)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; stored as naive UTC so both engines agree."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use timezone-aware datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Every payload that reached ingest, kept as received. outcome: accepted | duplicate | rejected (= quarantine).
+payloads = Table(
+    "payloads",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("source", String(500), nullable=False),  # file path, http:<peer>, feed:<name>, broadcast:<actor>
+    Column("content_type", String(100)),
+    Column("sha256", String(64), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("errors", JSON),  # list of "path: reason" for rejected payloads, warnings for accepted ones
+    Column("alert_id", Integer),
+    Index("ix_payloads_outcome_received", "outcome", "received_at"),
+)
+
+# One row per alert revision (an Update or Cancel is a new row linked to the one it references).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sender", String(255), nullable=False),
+    Column("identifier", String(255), nullable=False),
+    Column("sent", UTCDateTime, nullable=False),
+    Column("msg_type", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("profile", String(16), nullable=False),
+    Column("event", String(255), nullable=False),
+    Column("hazard_code", String(16)),
+    Column("colour", String(8)),
+    Column("level", SmallInteger),  # response level from the matched rules, 1 = Ⅰ (highest)
+    Column("rank", SmallInteger),  # what inhibition compares: level, else colour rank (1 = most severe)
+    Column("headline", Text),
+    Column("area_desc", Text),
+    Column("effective", UTCDateTime),
+    Column("expires", UTCDateTime),
+    Column("root_id", Integer, ForeignKey("alerts.id")),  # first revision of the chain (itself for originals)
+    Column("previous_id", Integer, ForeignKey("alerts.id")),  # the revision this one updates or cancels
+    Column("payload_id", Integer, ForeignKey("payloads.id")),
+    Column("parsed", JSON, nullable=False),  # the Alert, as JSON
+    Column("state", String(16), nullable=False),  # active | updated | cancelled | expired | inactive
+    Column("fanout", String(16), nullable=False),  # pending | done
+    Column("fanout_stats", JSON),
+    Column("rules", JSON),  # names of the rules that matched
+    Column("source", String(500)),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("sender", "identifier", "sent"),
+    Index("ix_alerts_hazard_state", "hazard_code", "state"),
+    Index("ix_alerts_root", "root_id"),
+    Index("ix_alerts_identifier", "identifier"),
+)
+
+# People and loudspeaker terminals. key: phone for people, terminal id for terminals.
+recipients = Table(
+    "recipients",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(64), nullable=False, unique=True),
+    Column("kind", String(10), nullable=False),  # person | terminal
+    Column("name", String(100), nullable=False),
+    Column("phone", String(20)),
+    Column("role", String(32), nullable=False),
+    Column("area_code", String(12), nullable=False),
+    Column("lat", Float),
+    Column("lon", Float),
+    Column("language", String(16), nullable=False),
+    Column("push_tokens", JSON),
+    Column("terminal_id", String(64)),
+    Column("source", String(10), nullable=False),  # config | import
+    Column("active", Boolean, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_recipients_area", "area_code"),
+    Index("ix_recipients_role", "role"),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_name", String(64), nullable=False),
+    Column("recipient_id", Integer, ForeignKey("recipients.id", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("group_name", "recipient_id"),
+    Index("ix_group_members_recipient", "recipient_id"),
+)
+
+# Rendered content: once per alert revision x channel x language (x recipient when the template needs one).
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("recipient_id", Integer),
+    Column("body", Text, nullable=False),
+    Column("title", Text),
+    Column("data", JSON),
+    Column("segments", SmallInteger, nullable=False),
+    Column("truncated", Boolean, nullable=False),
+    Index("ix_messages_alert", "alert_id"),
+)
+
+# The outbox: one row per recipient x channel x alert revision, written before anything is sent.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
+    Column("recipient_id", Integer, ForeignKey("recipients.id"), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
+    # queued | sent | failed | suppressed | superseded | expired
+    Column("status", String(12), nullable=False),
+    Column("priority", SmallInteger, nullable=False),  # lower first
+    Column("visible_at", UTCDateTime, nullable=False),  # claimable from; moved forward by a lease or a backoff
+    Column("lease_token", String(36)),  # the claim that holds it; results only land if it still matches
+    Column("attempts", SmallInteger, nullable=False, default=0),
+    Column("idempotency_key", String(80), nullable=False, unique=True),
+    Column("provider_message_id", String(128)),
+    Column("error", Text),
+    Column("reason", Text),  # why it was suppressed / superseded / sent this way
+    Column("segments", SmallInteger, nullable=False),
+    Column("repeat", SmallInteger, nullable=False),
+    Column("level", SmallInteger),
+    Column("ack_required", Boolean, nullable=False),
+    Column("ack_deadline", UTCDateTime),
+    Column("rules", String(500)),
+    Column("area_code", String(12), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("alert_id", "recipient_id", "channel"),
+    Index("ix_deliveries_ready", "status", "channel", "priority", "visible_at"),
+    Index("ix_deliveries_recipient", "recipient_id"),
+    Index("ix_deliveries_created", "created_at"),
+)
+
+# Every attempt and provider answer; kept for the delivery log and the feedback loop.
+delivery_events = Table(
+    "delivery_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),  # accepted | retry | failed | superseded | expired | released
+    Column("detail", JSON),
+    Index("ix_delivery_events_delivery", "delivery_id"),
+)
+
+# Append-only record of operator and machine actions.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(50), nullable=False),
+    Column("target", String(200)),
+    Column("detail", JSON),
+    Column("remote", String(100)),
+    Index("ix_audit_log_at", "at"),
+)
+
+feed_state = Table(
+    "feed_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("url", String(1000), nullable=False),
+    Column("etag", String(500)),
+    Column("last_modified", String(100)),
+    Column("last_poll", UTCDateTime),
+    Column("last_success", UTCDateTime),
+    Column("last_error", Text),
+    Column("last_error_at", UTCDateTime),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("items", Integer, nullable=False, default=0),
+    Column("latency_ms", Float),
+)
+
+# Thin-feed entries already fetched, so a poll fetches only new or changed entries.
+feed_entries = Table(
+    "feed_entries",
+    metadata,
+    Column("feed", String(64), nullable=False),
+    Column("entry_key", String(600), nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("feed", "entry_key"),
+)

@@ -1,0 +1,668 @@
+"""All SQL lives here. The pipeline, dispatcher, API and CLI call these methods and never build queries.
+
+SQLite (the embedded default) runs in WAL mode with one writer connection per process and write transactions
+begun IMMEDIATE (``principles.md``: concurrent aiosqlite writers hit "database is locked"); reads use their own
+pool. PostgreSQL uses one pool and ``FOR UPDATE SKIP LOCKED`` claims.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Select,
+    and_,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from warnd.schema import (
+    alerts,
+    audit_log,
+    deliveries,
+    delivery_events,
+    feed_entries,
+    feed_state,
+    group_members,
+    messages,
+    metadata,
+    payloads,
+    recipients,
+)
+
+RECEIVED = ("sent",)  # delivery statuses that mean the recipient was reached (issue 5 adds delivered)
+FINAL = ("sent", "failed", "suppressed", "superseded", "expired")
+
+
+@dataclass(frozen=True)
+class AudienceQuery:
+    """Who one rule target (or a manual broadcast) reaches, in SQL-checkable terms.
+
+    The alert's own area (geocodes, polygons) is applied in Python by the audience stage; this narrows the rows
+    it has to look at: ``area_prefixes`` (admin-code prefixes, any of), ``bbox`` (lat/lon box of the alert's
+    geometry) and the rule's own ``rule_prefixes``.
+    """
+
+    groups: tuple[str, ...] | None  # None = everyone (manual broadcast to areas)
+    roles: tuple[str, ...] = ()  # group roles: members by role
+    address: str = "any"  # phone | push | terminal | any
+    area_prefixes: tuple[str, ...] = ()
+    bbox: tuple[float, float, float, float] | None = None  # min_lat, min_lon, max_lat, max_lon
+    rule_prefixes: tuple[str, ...] = ()
+    everywhere: bool = False  # no area restriction from the alert (manual broadcast to groups)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery: Mapping[str, Any]
+    recipient: Mapping[str, Any]
+    message: Mapping[str, Any]
+    alert: Mapping[str, Any]
+
+
+def _prefix_range(column: Any, prefix: str) -> Any:
+    """``column LIKE 'prefix%'`` as an index-friendly range."""
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return and_(column >= prefix, column < upper)
+
+
+class Store:
+    def __init__(self, url: str, *, writer: AsyncEngine, reader: AsyncEngine):
+        self.url = url
+        self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
+        self._writer = writer
+        self._reader = reader
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+            reader = create_async_engine(url, pool_size=4, max_overflow=4)
+            _sqlite_pragmas(writer, immediate=True)
+            _sqlite_pragmas(reader, immediate=False)
+            return cls(url, writer=writer, reader=reader)
+        engine = create_async_engine(url, pool_size=10, max_overflow=10)
+        return cls(url, writer=engine, reader=engine)
+
+    async def close(self) -> None:
+        await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()
+
+    async def upgrade(self) -> None:
+        """Bring the schema to the newest Alembic revision (run at every start; a no-op when current)."""
+        from warnd.migrations import upgrade
+
+        async with self._writer.connect() as conn:
+            await conn.run_sync(upgrade)
+            await conn.commit()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._reader.connect() as conn:
+            yield conn
+
+    def _insert(self, table: Any) -> Any:
+        return (sqlite if self.is_sqlite else postgresql).insert(table)
+
+    # --- audit ------------------------------------------------------------------------------------------------
+
+    async def audit(
+        self, at: datetime, actor: str, action: str, target: str | None = None,
+        detail: Mapping[str, Any] | None = None, remote: str | None = None,
+    ) -> None:
+        async with self.write() as conn:
+            await conn.execute(
+                insert(audit_log).values(
+                    at=at, actor=actor, action=action, target=target, detail=dict(detail or {}), remote=remote
+                )
+            )
+
+    async def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
+        async with self.read() as conn:
+            rows = await conn.execute(select(audit_log).order_by(audit_log.c.id.desc()).limit(limit))
+            return [dict(r._mapping) for r in rows]
+
+    # --- recipients --------------------------------------------------------------------------------------------
+
+    async def sync_recipients(self, rows: Sequence[Mapping[str, Any]], memberships: Sequence[tuple[str, str]],
+                              *, source: str, now: datetime, replace_source: bool) -> dict[str, int]:
+        """Upsert recipients (by key) and set their explicit group memberships.
+
+        ``rows`` carry the recipients columns (without id); ``memberships`` are (recipient key, group).
+        With ``replace_source``, recipients of this source that are not in ``rows`` are deactivated (config sync).
+        """
+        async with self.write() as conn:
+            return await self._sync_recipients(conn, rows, memberships, source, now, replace_source)
+
+    async def _sync_recipients(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]],
+                               memberships: Sequence[tuple[str, str]], source: str, now: datetime,
+                               replace_source: bool) -> dict[str, int]:
+        stmt = self._insert(recipients)
+        cols = ("kind", "name", "phone", "role", "area_code", "lat", "lon", "language", "push_tokens",
+                "terminal_id", "source", "active", "updated_at")
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[recipients.c.key], set_={c: stmt.excluded[c] for c in cols}
+        )
+        chunk = 20_000
+        for start in range(0, len(rows), chunk):
+            part = [{**r, "source": source, "active": True, "updated_at": now} for r in rows[start:start + chunk]]
+            await conn.execute(stmt, part)
+        await conn.execute(text("CREATE TEMPORARY TABLE IF NOT EXISTS _keys (key VARCHAR(64) PRIMARY KEY)"))
+        await conn.execute(text("DELETE FROM _keys"))
+        for start in range(0, len(rows), chunk):
+            await conn.execute(
+                text("INSERT INTO _keys (key) VALUES (:key)"), [{"key": r["key"]} for r in rows[start:start + chunk]]
+            )
+        keyed = select(recipients.c.id).where(recipients.c.key.in_(select(text("key")).select_from(text("_keys"))))
+        await conn.execute(delete(group_members).where(group_members.c.recipient_id.in_(keyed)))
+        deactivated = 0
+        if replace_source:
+            result = await conn.execute(
+                update(recipients)
+                .where(recipients.c.source == source, recipients.c.active.is_(True),
+                       recipients.c.key.not_in(select(text("key")).select_from(text("_keys"))))
+                .values(active=False, updated_at=now)
+            )
+            deactivated = result.rowcount or 0
+        await conn.execute(text("DELETE FROM _keys"))
+        if memberships:
+            keys = sorted({k for k, _ in memberships})
+            ids: dict[str, int] = {}
+            for start in range(0, len(keys), 10_000):
+                result = await conn.execute(select(recipients.c.key, recipients.c.id).where(
+                    recipients.c.key.in_(keys[start:start + 10_000])))
+                ids.update({key: rid for key, rid in result})
+            member_rows = [{"group_name": g, "recipient_id": ids[k]} for k, g in memberships if k in ids]
+            ins = self._insert(group_members).on_conflict_do_nothing()
+            for start in range(0, len(member_rows), chunk):
+                await conn.execute(ins, member_rows[start:start + chunk])
+        return {"upserted": len(rows), "deactivated": deactivated}
+
+    async def export_recipients(self, kind: str = "person") -> AsyncIterator[dict[str, Any]]:
+        """Active recipients of a kind with their groups, in id order, streamed."""
+        groups = func.group_concat(group_members.c.group_name, "|") if self.is_sqlite else func.string_agg(
+            group_members.c.group_name, "|")
+        last = 0
+        while True:
+            async with self.read() as conn:
+                result = await conn.execute(
+                    select(recipients, groups.label("groups"))
+                    .outerjoin(group_members, group_members.c.recipient_id == recipients.c.id)
+                    .where(recipients.c.kind == kind, recipients.c.active.is_(True), recipients.c.id > last)
+                    .group_by(recipients.c.id)
+                    .order_by(recipients.c.id)
+                    .limit(10_000)
+                )
+                rows = [dict(r._mapping) for r in result]
+            if not rows:
+                return
+            for row in rows:
+                yield row
+            last = rows[-1]["id"]
+
+    async def recipient_count(self) -> int:
+        async with self.read() as conn:
+            return int((await conn.execute(
+                select(func.count()).select_from(recipients).where(recipients.c.active.is_(True)))).scalar_one())
+
+    # --- ingest -----------------------------------------------------------------------------------------------
+
+    async def save_payload(self, *, received_at: datetime, source: str, content_type: str | None, body: bytes,
+                           outcome: str, errors: list[str] | None = None, alert_id: int | None = None) -> int:
+        async with self.write() as conn:
+            result = await conn.execute(
+                insert(payloads).values(
+                    received_at=received_at, source=source[:500], content_type=content_type,
+                    sha256=hashlib.sha256(body).hexdigest(), body=body, outcome=outcome, errors=errors,
+                    alert_id=alert_id,
+                ).returning(payloads.c.id)
+            )
+            return int(result.scalar_one())
+
+    async def quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(payloads.c.id, payloads.c.received_at, payloads.c.source, payloads.c.content_type,
+                       payloads.c.sha256, payloads.c.errors, func.length(payloads.c.body).label("bytes"))
+                .where(payloads.c.outcome == "rejected").order_by(payloads.c.id.desc()).limit(limit)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    async def payload(self, payload_id: int) -> dict[str, Any] | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(payloads).where(payloads.c.id == payload_id))).first()
+            return dict(row._mapping) if row else None
+
+    async def find_alert(self, sender: str, identifier: str, sent: datetime) -> dict[str, Any] | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(alerts).where(
+                alerts.c.sender == sender, alerts.c.identifier == identifier, alerts.c.sent == sent))).first()
+            return dict(row._mapping) if row else None
+
+    async def find_referenced(self, identifier: str, sender: str | None, sent: datetime | None) -> dict[str, Any] | None:
+        """The alert a reference points at. CAP-CN references carry only the identifier."""
+        conds = [alerts.c.identifier == identifier]
+        if sender:
+            conds.append(alerts.c.sender == sender)
+        if sent:
+            conds.append(alerts.c.sent == sent)
+        async with self.read() as conn:
+            row = (await conn.execute(select(alerts).where(*conds).order_by(alerts.c.id.desc()).limit(1))).first()
+            return dict(row._mapping) if row else None
+
+    async def latest_in_chain(self, root_id: int) -> dict[str, Any] | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(alerts).where(alerts.c.root_id == root_id)
+                                      .order_by(alerts.c.id.desc()).limit(1))).first()
+            return dict(row._mapping) if row else None
+
+    async def insert_alert(self, values: Mapping[str, Any], *, payload: Mapping[str, Any]) -> int | None:
+        """Store the raw payload and the alert revision together. Returns None if (sender, identifier, sent)
+        already exists (the caller then reports the existing alert)."""
+        async with self.write() as conn:
+            exists = (await conn.execute(select(alerts.c.id).where(
+                alerts.c.sender == values["sender"], alerts.c.identifier == values["identifier"],
+                alerts.c.sent == values["sent"]))).first()
+            if exists:
+                return None
+            payload_id = (await conn.execute(insert(payloads).values(
+                **payload, sha256=hashlib.sha256(payload["body"]).hexdigest(), outcome="accepted",
+            ).returning(payloads.c.id))).scalar_one()
+            alert_id = int((await conn.execute(
+                insert(alerts).values(**values, payload_id=payload_id).returning(alerts.c.id))).scalar_one())
+            if values.get("root_id") is None:
+                await conn.execute(update(alerts).where(alerts.c.id == alert_id).values(root_id=alert_id))
+            await conn.execute(update(payloads).where(payloads.c.id == payload_id).values(alert_id=alert_id))
+            if values.get("previous_id"):
+                new_state = "cancelled" if values["msg_type"] == "Cancel" else "updated"
+                await conn.execute(update(alerts).where(alerts.c.root_id == values["root_id"],
+                                                        alerts.c.id != alert_id, alerts.c.state == "active")
+                                   .values(state=new_state))
+            return alert_id
+
+    async def set_alert(self, alert_id: int, **values: Any) -> None:
+        async with self.write() as conn:
+            await conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
+
+    async def get_alert(self, alert_id: int) -> dict[str, Any] | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(alerts).where(alerts.c.id == alert_id))).first()
+            return dict(row._mapping) if row else None
+
+    async def pending_fanouts(self) -> list[int]:
+        async with self.read() as conn:
+            rows = await conn.execute(select(alerts.c.id).where(alerts.c.fanout == "pending").order_by(alerts.c.id))
+            return [r[0] for r in rows]
+
+    async def list_alerts(self, *, state: str | None = None, limit: int = 50, before_id: int | None = None
+                          ) -> list[dict[str, Any]]:
+        query = select(alerts).order_by(alerts.c.id.desc()).limit(limit)
+        if state:
+            query = query.where(alerts.c.state == state)
+        if before_id:
+            query = query.where(alerts.c.id < before_id)
+        async with self.read() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def delivery_counts(self, alert_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+        if not alert_ids:
+            return {}
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(deliveries.c.alert_id, deliveries.c.status, func.count())
+                .where(deliveries.c.alert_id.in_(alert_ids))
+                .group_by(deliveries.c.alert_id, deliveries.c.status)
+            )
+            counts: dict[int, dict[str, int]] = {i: {} for i in alert_ids}
+            for alert_id, status, n in rows:
+                counts[alert_id][status] = n
+            return counts
+
+    async def expire_alerts(self, now: datetime) -> list[int]:
+        """Alerts past ``expires`` stop being active; their unsent deliveries end as expired."""
+        async with self.write() as conn:
+            ids = [r[0] for r in await conn.execute(select(alerts.c.id).where(
+                alerts.c.state == "active", alerts.c.expires.is_not(None), alerts.c.expires <= now))]
+            if not ids:
+                return []
+            await conn.execute(update(alerts).where(alerts.c.id.in_(ids)).values(state="expired"))
+            await self._end_queued(conn, deliveries.c.alert_id.in_(ids), "expired",
+                                   "预警已过期，未发送 (alert expired before it was sent)", now)
+            return ids
+
+    # --- fan-out ---------------------------------------------------------------------------------------------
+
+    async def audience_chunk(self, q: AudienceQuery, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """The next ``limit`` candidate recipients with id > after_id (keyset pagination: bounded memory)."""
+        r = recipients
+        conds: list[Any] = [r.c.active.is_(True), r.c.id > after_id]
+        if q.groups is not None:
+            member = r.c.id.in_(select(group_members.c.recipient_id).where(
+                group_members.c.group_name.in_(q.groups)))
+            conds.append(or_(member, r.c.role.in_(q.roles)) if q.roles else member)
+        if q.address == "phone":
+            conds.append(r.c.phone.is_not(None))
+        elif q.address == "terminal":
+            conds.append(r.c.terminal_id.is_not(None))
+        elif q.address == "push":
+            conds.append(r.c.push_tokens.is_not(None))
+        if q.rule_prefixes:
+            conds.append(or_(*(_prefix_range(r.c.area_code, p) for p in q.rule_prefixes)))
+        if not q.everywhere:
+            area: list[Any] = [_prefix_range(r.c.area_code, p) for p in q.area_prefixes]
+            if q.bbox:
+                min_lat, min_lon, max_lat, max_lon = q.bbox
+                area.append(and_(r.c.lat.between(min_lat, max_lat), r.c.lon.between(min_lon, max_lon)))
+            if not area:
+                return []
+            conds.append(or_(*area))
+        query: Select[Any] = select(r).where(*conds).order_by(r.c.id).limit(limit)
+        async with self.read() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]
+
+    async def previous_recipients_chunk(self, chain_ids: Sequence[int], after_id: int, limit: int, now: datetime
+                                        ) -> list[dict[str, Any]]:
+        """Recipients (with the channel and repeat they had) who received, or are receiving right now, an
+        earlier revision of this alert chain. Ordered by recipient id then channel."""
+        d = deliveries
+        reached = or_(d.c.status.in_(RECEIVED), and_(d.c.status == "queued", d.c.lease_token.is_not(None),
+                                                      d.c.visible_at > now))
+        query = (
+            select(recipients, d.c.channel.label("channel"), func.max(d.c.repeat).label("repeat"),
+                   func.min(d.c.priority).label("priority"))
+            .join(d, d.c.recipient_id == recipients.c.id)
+            .where(d.c.alert_id.in_(chain_ids), reached, recipients.c.id > after_id)
+            .group_by(recipients.c.id, d.c.channel)
+            .order_by(recipients.c.id, d.c.channel)
+        )
+        async with self.read() as conn:
+            rows = [dict(row._mapping) for row in await conn.execute(query.limit(limit * 4))]
+        if len(rows) >= limit * 4:  # cut at a recipient boundary so no recipient's channels are split
+            last = rows[-1]["id"]
+            rows = [row for row in rows if row["id"] != last]
+        return rows
+
+    async def chain_ids(self, root_id: int) -> list[int]:
+        async with self.read() as conn:
+            return [r[0] for r in await conn.execute(select(alerts.c.id).where(alerts.c.root_id == root_id))]
+
+    async def insert_message(self, values: Mapping[str, Any]) -> int:
+        async with self.write() as conn:
+            return int((await conn.execute(insert(messages).values(**values).returning(messages.c.id))).scalar_one())
+
+    async def insert_deliveries(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert outbox rows; a (alert, recipient, channel) already present is merged, never duplicated:
+        acknowledgement required if any rule requires it, the earliest deadline, the most repeats, the
+        highest level, the lowest (most urgent) priority."""
+        if not rows:
+            return
+        stmt = self._insert(deliveries)
+        ex = stmt.excluded
+        least, greatest = (func.min, func.max) if self.is_sqlite else (func.least, func.greatest)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[deliveries.c.alert_id, deliveries.c.recipient_id, deliveries.c.channel],
+            set_={
+                "ack_required": or_(deliveries.c.ack_required, ex.ack_required),
+                "ack_deadline": func.coalesce(least(deliveries.c.ack_deadline, ex.ack_deadline),
+                                              deliveries.c.ack_deadline, ex.ack_deadline),
+                "repeat": greatest(deliveries.c.repeat, ex.repeat),
+                "level": func.coalesce(least(deliveries.c.level, ex.level), deliveries.c.level, ex.level),
+                "priority": least(deliveries.c.priority, ex.priority),
+                "rules": deliveries.c.rules,
+            },
+            where=deliveries.c.status == "queued",
+        )
+        async with self.write() as conn:
+            await conn.execute(stmt, list(rows))
+
+    async def supersede_queued(self, chain_ids: Sequence[int], by_alert: int, now: datetime) -> int:
+        """Unsent deliveries of earlier revisions are superseded by the new one (never those in flight)."""
+        async with self.write() as conn:
+            return await self._end_queued(
+                conn, and_(deliveries.c.alert_id.in_(chain_ids), deliveries.c.alert_id != by_alert,
+                           or_(deliveries.c.lease_token.is_(None), deliveries.c.visible_at <= now)),
+                "superseded", f"被预警 #{by_alert} 取代 (superseded by alert {by_alert})", now)
+
+    async def _end_queued(self, conn: AsyncConnection, where: Any, status: str, reason: str, now: datetime) -> int:
+        ids = [r[0] for r in await conn.execute(select(deliveries.c.id).where(where, deliveries.c.status == "queued"))]
+        for start in range(0, len(ids), 5000):
+            part = ids[start:start + 5000]
+            await conn.execute(update(deliveries).where(deliveries.c.id.in_(part), deliveries.c.status == "queued")
+                               .values(status=status, reason=reason, lease_token=None, updated_at=now))
+            await conn.execute(insert(delivery_events), [
+                {"delivery_id": i, "at": now, "kind": status, "detail": {"reason": reason}} for i in part])
+        return len(ids)
+
+    async def inhibit(self, alert_id: int, hazard_code: str, rank: int, root_id: int, now: datetime) -> dict[str, int]:
+        """Higher level wins per recipient among active warnings of the same hazard (other chains):
+        this alert's queued deliveries to people who have a more severe one are suppressed, and queued
+        deliveries of less severe ones to people this alert reaches are suppressed."""
+        a_other = alerts.alias("other")
+        d_other = deliveries.alias("d_other")
+        mine = deliveries
+        active_other = and_(a_other.c.hazard_code == hazard_code, a_other.c.state == "active",
+                            a_other.c.root_id != root_id, a_other.c.rank.is_not(None))
+        higher = (select(d_other.c.recipient_id)
+                  .join(a_other, a_other.c.id == d_other.c.alert_id)
+                  .where(active_other, a_other.c.rank < rank, d_other.c.status.in_(("queued", *RECEIVED))))
+        async with self.write() as conn:
+            suppressed_here = await self._end_queued(
+                conn, and_(mine.c.alert_id == alert_id, mine.c.recipient_id.in_(higher)), "suppressed",
+                f"已有同类更高级别预警 (a higher-level active {hazard_code} warning already covers this recipient)",
+                now)
+            lower_alerts = select(a_other.c.id).where(active_other, a_other.c.rank > rank)
+            reached_here = select(mine.c.recipient_id).where(mine.c.alert_id == alert_id, mine.c.status == "queued")
+            suppressed_lower = await self._end_queued(
+                conn, and_(deliveries.c.alert_id.in_(lower_alerts), deliveries.c.recipient_id.in_(reached_here),
+                           deliveries.c.lease_token.is_(None)),
+                "suppressed", f"被更高级别预警 #{alert_id} 覆盖 (a higher-level warning {alert_id} covers this recipient)",
+                now)
+        return {"suppressed": suppressed_here, "suppressed_lower": suppressed_lower}
+
+    # --- dispatch --------------------------------------------------------------------------------------------
+
+    async def release_leases(self, now: datetime, token: str | None = None) -> int:
+        """Make claimed-but-unfinished deliveries claimable now: all of them (single-process start-up) or one
+        claim's (shutdown)."""
+        where = [deliveries.c.status == "queued", deliveries.c.lease_token.is_not(None)]
+        if token:
+            where.append(deliveries.c.lease_token == token)
+        async with self.write() as conn:
+            result = await conn.execute(update(deliveries).where(*where).values(lease_token=None, visible_at=now))
+            return result.rowcount or 0
+
+    async def claim(self, channel: str, limit: int, now: datetime, lease_seconds: float) -> tuple[str, list[Claimed]]:
+        """Claim up to ``limit`` due deliveries of a channel under a new lease token, most urgent first."""
+        token = str(uuid.uuid4())
+        due = (select(deliveries.c.id)
+               .where(deliveries.c.status == "queued", deliveries.c.channel == channel, deliveries.c.visible_at <= now)
+               .order_by(deliveries.c.priority, deliveries.c.visible_at)
+               .limit(limit))
+        if not self.is_sqlite:
+            due = due.with_for_update(skip_locked=True)
+        async with self.write() as conn:
+            ids = [r[0] for r in await conn.execute(
+                update(deliveries).where(deliveries.c.id.in_(due.scalar_subquery()))
+                .values(lease_token=token, visible_at=now + timedelta(seconds=lease_seconds),
+                        attempts=deliveries.c.attempts + 1, updated_at=now)
+                .returning(deliveries.c.id))]
+            if not ids:
+                return token, []
+            rows = await conn.execute(
+                select(deliveries, recipients.c.key, recipients.c.kind, recipients.c.name, recipients.c.phone,
+                       recipients.c.role, recipients.c.language, recipients.c.push_tokens, recipients.c.terminal_id,
+                       recipients.c.area_code.label("recipient_area"), messages.c.body, messages.c.title,
+                       messages.c.data, messages.c.language.label("message_language"),
+                       alerts.c.identifier, alerts.c.colour, alerts.c.msg_type, alerts.c.status.label("alert_status"),
+                       alerts.c.expires, alerts.c.event, alerts.c.hazard_code)
+                .join(recipients, recipients.c.id == deliveries.c.recipient_id)
+                .join(messages, messages.c.id == deliveries.c.message_id)
+                .join(alerts, alerts.c.id == deliveries.c.alert_id)
+                .where(deliveries.c.id.in_(ids))
+                .order_by(deliveries.c.priority, deliveries.c.id)
+            )
+            claimed = []
+            for row in rows:
+                m = row._mapping
+                claimed.append(Claimed(
+                    delivery={k: m[k] for k in deliveries.c.keys()},
+                    recipient={"key": m["key"], "kind": m["kind"], "name": m["name"], "phone": m["phone"],
+                               "role": m["role"], "language": m["language"], "push_tokens": m["push_tokens"],
+                               "terminal_id": m["terminal_id"], "area_code": m["recipient_area"]},
+                    message={"body": m["body"], "title": m["title"], "data": m["data"],
+                             "language": m["message_language"]},
+                    alert={"id": m["alert_id"], "identifier": m["identifier"], "colour": m["colour"],
+                           "level": m["level"], "msg_type": m["msg_type"], "status": m["alert_status"],
+                           "expires": m["expires"].isoformat() if m["expires"] else None, "event": m["event"],
+                           "hazard_code": m["hazard_code"]},
+                ))
+            return token, claimed
+
+    async def record_results(self, token: str, outcomes: Sequence[Mapping[str, Any]], now: datetime) -> int:
+        """Apply send outcomes, fenced by the lease token: a result lands only if the claim still holds the row.
+
+        Each outcome: delivery_id, status (sent | failed | queued), visible_at (for queued), provider_message_id,
+        error, event (kind + detail). Returns how many rows were updated."""
+        updated = 0
+        async with self.write() as conn:
+            for outcome in outcomes:
+                values: dict[str, Any] = {"status": outcome["status"], "lease_token": None, "updated_at": now,
+                                          "error": outcome.get("error")}
+                if outcome["status"] == "sent":
+                    values.update(provider_message_id=outcome.get("provider_message_id"), sent_at=now)
+                if outcome["status"] == "queued":
+                    values["visible_at"] = outcome["visible_at"]
+                result = await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == outcome["delivery_id"], deliveries.c.lease_token == token)
+                    .values(**values))
+                if result.rowcount:
+                    updated += 1
+                    await conn.execute(insert(delivery_events).values(
+                        delivery_id=outcome["delivery_id"], at=now, kind=outcome["event"],
+                        detail=outcome.get("detail")))
+        return updated
+
+    async def next_due(self, channel: str) -> datetime | None:
+        async with self.read() as conn:
+            return (await conn.execute(select(func.min(deliveries.c.visible_at)).where(
+                deliveries.c.status == "queued", deliveries.c.channel == channel))).scalar_one()
+
+    # --- delivery log ------------------------------------------------------------------------------------------
+
+    def _log_query(self, filters: Mapping[str, Any]) -> Select[Any]:
+        d, r, m, a = deliveries, recipients, messages, alerts
+        query = (
+            select(d.c.id, d.c.alert_id, a.c.identifier, a.c.event, a.c.colour, d.c.channel, d.c.status,
+                   r.c.name.label("recipient"), r.c.key.label("recipient_key"), r.c.phone, r.c.role, d.c.area_code,
+                   m.c.body, m.c.title, d.c.segments, d.c.repeat, d.c.attempts, d.c.provider_message_id, d.c.error,
+                   d.c.reason, d.c.level, d.c.ack_required, d.c.ack_deadline, d.c.created_at, d.c.sent_at,
+                   d.c.updated_at, d.c.rules)
+            .join(r, r.c.id == d.c.recipient_id)
+            .join(m, m.c.id == d.c.message_id)
+            .join(a, a.c.id == d.c.alert_id)
+        )
+        if filters.get("alert_id") is not None:
+            query = query.where(d.c.alert_id == filters["alert_id"])
+        if filters.get("channel"):
+            query = query.where(d.c.channel == filters["channel"])
+        if filters.get("status"):
+            query = query.where(d.c.status == filters["status"])
+        if filters.get("area"):
+            from warnd.config import area_prefix
+
+            query = query.where(_prefix_range(d.c.area_code, area_prefix(filters["area"])))
+        if filters.get("since"):
+            query = query.where(d.c.created_at >= filters["since"])
+        if filters.get("until"):
+            query = query.where(d.c.created_at < filters["until"])
+        if filters.get("phone_suffix"):
+            query = query.where(r.c.phone.like(f"%{filters['phone_suffix']}"))
+        return query
+
+    async def deliveries_page(self, filters: Mapping[str, Any], *, limit: int, after_id: int = 0
+                              ) -> list[dict[str, Any]]:
+        query = self._log_query(filters).where(deliveries.c.id > after_id).order_by(deliveries.c.id).limit(limit)
+        async with self.read() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def delivery_events(self, delivery_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+        ids = list(delivery_ids)
+        out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+        async with self.read() as conn:
+            for start in range(0, len(ids), 5000):
+                rows = await conn.execute(select(delivery_events).where(
+                    delivery_events.c.delivery_id.in_(ids[start:start + 5000])).order_by(delivery_events.c.id))
+                for row in rows:
+                    out[row.delivery_id].append(dict(row._mapping))
+        return out
+
+    # --- feeds --------------------------------------------------------------------------------------------------
+
+    async def feed_state(self, name: str) -> dict[str, Any] | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(feed_state).where(feed_state.c.name == name))).first()
+            return dict(row._mapping) if row else None
+
+    async def all_feed_states(self) -> list[dict[str, Any]]:
+        async with self.read() as conn:
+            return [dict(r._mapping) for r in await conn.execute(select(feed_state).order_by(feed_state.c.name))]
+
+    async def save_feed_state(self, name: str, **values: Any) -> None:
+        stmt = self._insert(feed_state).values(name=name, **values)
+        stmt = stmt.on_conflict_do_update(index_elements=[feed_state.c.name], set_=values)
+        async with self.write() as conn:
+            await conn.execute(stmt)
+
+    async def claim_feed_entry(self, feed: str, entry_key: str, now: datetime) -> bool:
+        """True the first time an entry is seen (so it is fetched once, by one node)."""
+        stmt = self._insert(feed_entries).values(feed=feed, entry_key=entry_key[:600], seen_at=now)
+        async with self.write() as conn:
+            result = await conn.execute(stmt.on_conflict_do_nothing())
+            return bool(result.rowcount)
+
+
+def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+__all__ = ["AudienceQuery", "Claimed", "Store", "metadata"]
