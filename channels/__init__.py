@@ -20,4 +20,5 @@ def adapter_class(adapter: str) -> type[Channel]:
     except KeyError:
         raise KeyError(f"unknown adapter {adapter!r} (known: {', '.join(sorted(REGISTRY))})") from None
     module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    adapter: type[Channel] = getattr(importlib.import_module(module), cls)
+    return adapter

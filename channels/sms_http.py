@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 
 import aiohttp
-from jinja2 import TemplateError, TemplateSyntaxError
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import Field, field_validator, model_validator
 
@@ -175,7 +175,7 @@ def normalize_phone(phone: str | None) -> str:
 
 
 def _template_environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
+    env = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
     # tojson keeps Chinese readable and copes with dates etc. inside data
     env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False, "default": str}
     return env
@@ -204,7 +204,7 @@ class SmsHttpSettings(ChannelSettings):
     signature), ``signature`` (from the message, else the channel's ``signature``), ``text`` (the full text as
     the recipient sees it), ``phones`` (list), ``messages`` (list of ``{"phone", "key", "delivery_id"}``),
     ``keys`` (idempotency keys), ``phone`` / ``key`` (the first ones), ``title``, ``segments``, ``priority``
-    and ``channel`` (channel name). Use ``|tojson`` for values inside JSON."""
+    and ``channel`` (channel name). Use ``|tojson`` for values inside JSON. Undefined names are errors."""
 
     max_recipients_per_request: int = Field(default=100, ge=1, le=10_000)
     """How many numbers (with identical text) one request may carry; 1 for one-number-per-request gateways."""
@@ -359,6 +359,8 @@ class SmsHttpChannel(Channel):
             rendered = self._template.render(context)
         except TemplateError as exc:
             raise _RenderError(f"body template failed to render: {exc}") from exc
+        except Exception as exc:  # a filter blew up (TypeError, ZeroDivisionError…): still a template problem
+            raise _RenderError(f"body template failed to render: {type(exc).__name__}: {exc}") from exc
         try:
             parsed = json.loads(rendered)
         except json.JSONDecodeError as exc:

@@ -36,7 +36,8 @@ from warnd.hazards import Catalogue, parse_colour, parse_level
 
 FILES = {
     "warnd.yaml": (
-        "organisation", "timezone", "language", "data_dir", "database", "templates", "api", "dispatch", "roles",
+        "organisation", "timezone", "language", "alert_default_ttl", "data_dir", "database", "templates", "api",
+        "dispatch", "roles",
     ),
     "areas.yaml": ("areas",),
     "channels.yaml": ("channels",),
@@ -245,6 +246,7 @@ class Config(_Model):
     organisation: str = "应急管理局"
     timezone: str = "Asia/Shanghai"
     language: str = "zh-CN"
+    alert_default_ttl: Duration = 24 * 3600.0  # an alert without <expires> stays active this long
     data_dir: Path
     database: str | None = None
     templates: Path
@@ -391,6 +393,8 @@ def load_config(directory: str | Path, *, database: str | None = None) -> Config
             continue
         data = _substitute_env(_read_yaml(path, errors), "", str(path), errors)
         for key, value in data.items():
+            if key.startswith("x-"):  # YAML anchor holders, as in docker-compose
+                continue
             if key not in keys:
                 owner = next((f for f, ks in FILES.items() if key in ks), None)
                 hint = f" (it belongs in {owner})" if owner else f" (allowed here: {', '.join(keys)})"

@@ -50,7 +50,7 @@ def parse_level(value: object) -> int:
     """'Ⅰ' / 'I' / 1 / 'Ⅰ级' / '一级' -> 1 (Ⅰ is the highest response level). Raises ValueError."""
     text = str(value).strip().lower().replace(" ", "")
     for level, words in _LEVEL_WORDS.items():
-        if text in words:
+        if text in (w.lower() for w in words):
             return level
     raise ValueError(f"unknown response level {value!r} (use Ⅰ–Ⅳ, I–IV or 1–4)")
 

@@ -53,7 +53,7 @@ def sign(signature: str | None, content: str) -> str:
 
 
 def sanitize_content(text: str) -> str:
-    """Make text acceptable as SMS content: 【】 → 〔〕, whitespace runs and newlines → one space, stripped."""
+    """Make text acceptable as SMS content: 【】 → 〔〕, whitespace runs → one space, stripped."""
     text = text.replace("【", "〔").replace("】", "〕")
     return _WHITESPACE.sub(" ", text).strip()
 

@@ -1,6 +1,7 @@
 """Text for a loudspeaker's text-to-speech: numbers and units as spoken Chinese.
 
-Loudspeaker scripts are written to be heard (``early-warning-cn.md`` §7): 100毫米 is read 一百毫米, 3小时 三小时.
+Loudspeaker scripts are written to be heard (``early-warning-cn.md`` §7): 100毫米 is read 一百毫米,
+3小时 三小时.
 Terminals' TTS engines differ in how they read digits, symbols and Roman numerals, so the script handed to
 them holds no Arabic digits at all.
 
@@ -55,7 +56,10 @@ _BARE_UNITS = [
     (re.compile(r"(?<=\d)\s*km(?![A-Za-z])"), "公里"),
     (re.compile(r"(?<=\d)\s*m(?![A-Za-z])"), "米"),
     (re.compile(r"(?<=\d)\s*hPa(?![A-Za-z])"), "百帕"),
+    (re.compile(r"(?<=\d)\s*h(?![A-Za-z])"), "小时"),
+    (re.compile(r"(?<=\d)\s*min(?![A-Za-z])"), "分钟"),
 ]
+_SYMBOLS = str.maketrans({"≥": "大于等于", "≤": "小于等于"})
 
 _DATE = re.compile(r"(?<!\d)(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?!\d)")
 _TIME = re.compile(r"(?<![\d:])([01]?\d|2[0-4])[:：]([0-5]\d)(?::([0-5]\d))?(?![\d:])")
@@ -67,7 +71,8 @@ _PHONES = [
     re.compile(r"(?<![\d.])1[3-9]\d" + _SEP + r"\d{4}" + _SEP + r"\d{4}(?![\d.])"),  # mobile
 ]
 # a number right after a phone word is a phone number whatever its shape (拨打110, 热线12379)
-_PHONE_CONTEXT = re.compile(r"(电话|热线|拨打|致电|手机|号码|联系方式|传真|报警|急救|求救)([：:\s]*)(\d(?:[\d\-－—–]|\s(?=\d))*)")
+_PHONE_WORDS = "电话|热线|拨打|致电|手机|号码|联系方式|传真|报警|急救|求救"
+_PHONE_CONTEXT = re.compile(r"(" + _PHONE_WORDS + r")([：:\s]*)(\d(?:[\d\-－—–]|\s(?=\d))*)")
 # service numbers people are told to call; only where no unit follows (120毫米 stays a quantity)
 _SERVICE_NUMBERS = re.compile(
     r"(?<![\d.])(110|119|120|122|12110|12119|12345|12379|12395)(?![\d.])"
@@ -78,9 +83,7 @@ _MEASURE_WORDS = "人户元万亿米毫厘公千克吨亩顷平立座处间个�
 _LONG_DIGITS = re.compile(r"(?<![\d.])\d{5,}(?![\d.])(?!\s*[" + _MEASURE_WORDS + "])")
 
 _NUMBER = r"\d+(?:\.\d+)?"
-_RANGE = re.compile(
-    r"(" + _NUMBER + r"(?:[%℃]|[\u4e00-\u9fff]{1,3})?)\s*(?:[~～〜]|[-－—–]{1,2})\s*(?=\d)"
-)
+_RANGE = re.compile(r"(" + _NUMBER + r"(?:[%℃]|[\u4e00-\u9fff]{1,3})?)\s*(?:[~～〜]|[-－—–]{1,2})\s*(?=\d)")
 _NEGATIVE_TEMPERATURE = re.compile(r"(?<![0-9A-Za-z])[-－−](?=" + _NUMBER + r"\s*℃)")
 _NEGATIVE = re.compile(r"(?<![0-9A-Za-z])[-－−](?=\d)")
 _ANY_DIGIT = re.compile(r"\d")
@@ -121,7 +124,7 @@ def to_spoken(text: str, language: str = "zh-CN") -> str:
     if not text or not is_chinese(language):
         return text
     text = _ANY_DIGIT.sub(lambda m: str(unicodedata.decimal(m.group(0))), text)  # ０-９ and other scripts
-    text = text.translate(_FULLWIDTH)
+    text = text.translate(_FULLWIDTH).translate(_SYMBOLS)
     text = _THOUSANDS.sub("", text)
 
     text = _UNICODE_ROMAN.sub(lambda m: _NUMBER_WORDS[_ROMAN[m.group(0)]], text)

@@ -151,59 +151,53 @@ class Store:
 
     # --- recipients --------------------------------------------------------------------------------------------
 
-    async def sync_recipients(self, rows: Sequence[Mapping[str, Any]], memberships: Sequence[tuple[str, str]],
-                              *, source: str, now: datetime, replace_source: bool) -> dict[str, int]:
-        """Upsert recipients (by key) and set their explicit group memberships.
+    async def upsert_recipients(self, chunks: Iterable[Sequence[Mapping[str, Any]]], *, source: str,
+                                now: datetime, replace_source: bool = False) -> dict[str, int]:
+        """Upsert recipients by key, in one transaction, and replace their explicit group memberships.
 
-        ``rows`` carry the recipients columns (without id); ``memberships`` are (recipient key, group).
-        With ``replace_source``, recipients of this source that are not in ``rows`` are deactivated (config sync).
+        Each row carries the recipients columns plus ``groups`` ("a|b"). ``chunks`` is consumed inside the
+        transaction, so an exception raised while producing it (a bad CSV row) rolls everything back. With
+        ``replace_source``, this source's recipients absent from ``chunks`` are deactivated (config sync).
         """
-        async with self.write() as conn:
-            return await self._sync_recipients(conn, rows, memberships, source, now, replace_source)
-
-    async def _sync_recipients(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]],
-                               memberships: Sequence[tuple[str, str]], source: str, now: datetime,
-                               replace_source: bool) -> dict[str, int]:
         stmt = self._insert(recipients)
         cols = ("kind", "name", "phone", "role", "area_code", "lat", "lon", "language", "push_tokens",
                 "terminal_id", "source", "active", "updated_at")
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[recipients.c.key], set_={c: stmt.excluded[c] for c in cols}
-        )
-        chunk = 20_000
-        for start in range(0, len(rows), chunk):
-            part = [{**r, "source": source, "active": True, "updated_at": now} for r in rows[start:start + chunk]]
-            await conn.execute(stmt, part)
-        await conn.execute(text("CREATE TEMPORARY TABLE IF NOT EXISTS _keys (key VARCHAR(64) PRIMARY KEY)"))
-        await conn.execute(text("DELETE FROM _keys"))
-        for start in range(0, len(rows), chunk):
-            await conn.execute(
-                text("INSERT INTO _keys (key) VALUES (:key)"), [{"key": r["key"]} for r in rows[start:start + chunk]]
-            )
-        keyed = select(recipients.c.id).where(recipients.c.key.in_(select(text("key")).select_from(text("_keys"))))
-        await conn.execute(delete(group_members).where(group_members.c.recipient_id.in_(keyed)))
-        deactivated = 0
-        if replace_source:
-            result = await conn.execute(
-                update(recipients)
-                .where(recipients.c.source == source, recipients.c.active.is_(True),
-                       recipients.c.key.not_in(select(text("key")).select_from(text("_keys"))))
-                .values(active=False, updated_at=now)
-            )
-            deactivated = result.rowcount or 0
-        await conn.execute(text("DELETE FROM _keys"))
-        if memberships:
-            keys = sorted({k for k, _ in memberships})
-            ids: dict[str, int] = {}
-            for start in range(0, len(keys), 10_000):
-                result = await conn.execute(select(recipients.c.key, recipients.c.id).where(
-                    recipients.c.key.in_(keys[start:start + 10_000])))
-                ids.update({key: rid for key, rid in result})
-            member_rows = [{"group_name": g, "recipient_id": ids[k]} for k, g in memberships if k in ids]
-            ins = self._insert(group_members).on_conflict_do_nothing()
-            for start in range(0, len(member_rows), chunk):
-                await conn.execute(ins, member_rows[start:start + chunk])
-        return {"upserted": len(rows), "deactivated": deactivated}
+        stmt = stmt.on_conflict_do_update(index_elements=[recipients.c.key],
+                                          set_={c: stmt.excluded[c] for c in cols})
+        staged = text("INSERT INTO _import (key, groups) VALUES (:key, :groups)")
+        imported = select(text("key")).select_from(text("_import"))
+        count = 0
+        group_names: set[str] = set()
+        async with self.write() as conn:
+            await conn.execute(text("CREATE TEMPORARY TABLE IF NOT EXISTS _import "
+                                    "(key VARCHAR(64) PRIMARY KEY, groups TEXT)"))
+            await conn.execute(text("DELETE FROM _import"))
+            for chunk in chunks:
+                await conn.execute(stmt, [
+                    {**{k: v for k, v in row.items() if k != "groups"}, "source": source, "active": True,
+                     "updated_at": now} for row in chunk])
+                await conn.execute(staged, [{"key": row["key"], "groups": row["groups"]} for row in chunk])
+                for row in chunk:
+                    if row["groups"]:
+                        group_names.update(row["groups"].split("|"))
+                count += len(chunk)
+            await conn.execute(delete(group_members).where(group_members.c.recipient_id.in_(
+                select(recipients.c.id).where(recipients.c.key.in_(imported)))))
+            for group in sorted(group_names):
+                await conn.execute(text(
+                    "INSERT INTO group_members (group_name, recipient_id) SELECT :group, r.id FROM _import i "
+                    "JOIN recipients r ON r.key = i.key WHERE '|' || i.groups || '|' LIKE :pattern"),
+                    {"group": group, "pattern": f"%|{group}|%"})
+            deactivated = 0
+            if replace_source:
+                result = await conn.execute(
+                    update(recipients)
+                    .where(recipients.c.source == source, recipients.c.active.is_(True),
+                           recipients.c.key.not_in(imported))
+                    .values(active=False, updated_at=now))
+                deactivated = result.rowcount or 0
+            await conn.execute(text("DELETE FROM _import"))
+        return {"upserted": count, "deactivated": deactivated}
 
     async def export_recipients(self, kind: str = "person") -> AsyncIterator[dict[str, Any]]:
         """Active recipients of a kind with their groups, in id order, streamed."""
@@ -408,6 +402,12 @@ class Store:
             last = rows[-1]["id"]
             rows = [row for row in rows if row["id"] != last]
         return rows
+
+    async def chain(self, root_id: int) -> list[dict[str, Any]]:
+        """Every revision of an alert chain, oldest first."""
+        async with self.read() as conn:
+            rows = await conn.execute(select(alerts).where(alerts.c.root_id == root_id).order_by(alerts.c.id))
+            return [dict(r._mapping) for r in rows]
 
     async def chain_ids(self, root_id: int) -> list[int]:
         async with self.read() as conn:
@@ -647,6 +647,11 @@ class Store:
         async with self.write() as conn:
             result = await conn.execute(stmt.on_conflict_do_nothing())
             return bool(result.rowcount)
+
+    async def forget_feed_entry(self, feed: str, entry_key: str) -> None:
+        async with self.write() as conn:
+            await conn.execute(delete(feed_entries).where(feed_entries.c.feed == feed,
+                                                          feed_entries.c.entry_key == entry_key[:600]))
 
 
 def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:

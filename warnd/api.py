@@ -1,0 +1,295 @@
+"""The HTTP API under /api/v1 (JSON), plus /healthz.
+
+Authentication: machines send ``Authorization: Bearer <token>`` with a token from ``api.tokens`` in config
+(each from an environment variable). When no token is configured the API is open — for a laptop demo bound to
+127.0.0.1 only; the daemon logs a warning. Accounts, roles and sessions come with the console (issue 6) and plug
+into ``authenticate`` below. Every state-changing request is written to the audit log with who and from where.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from warnd import __version__
+from warnd.app import App
+from warnd.hazards import LEVEL_LABELS
+from warnd.logs import mask_phone
+from warnd.pipeline import BroadcastInvalid, BroadcastRequest, IngestResult
+
+log = logging.getLogger("warnd.api")
+APP_KEY: web.AppKey[App] = web.AppKey("warnd", App)
+PRINCIPAL = "principal"
+COLOUR_LABELS = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False, default=_default))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return _json({"error": message, **extra}, status=status)
+
+
+def authenticate(app: App, request: web.Request) -> str | None:
+    """The principal making the request, or None if it is not authenticated."""
+    tokens = [t for t in app.config.api.tokens if t.token]
+    if not tokens:
+        return f"anonymous@{request.remote}"
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        given = header[7:].strip().encode()
+        for token in tokens:
+            if hmac.compare_digest(given, token.token.encode()):
+                return f"token:{token.name}"
+    return None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path == "/healthz":
+        return await handler(request)
+    principal = authenticate(request.app[APP_KEY], request)
+    if principal is None:
+        return _error(401, "authentication required: send Authorization: Bearer <token>")
+    request[PRINCIPAL] = principal
+    return await handler(request)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return _error(413, f"request body too large (limit {exc.max_size} bytes)")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return _error(exc.status, exc.reason)
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "internal error; see the daemon log")
+
+
+def alert_json(row: Mapping[str, Any], counts: Mapping[str, int] | None = None) -> dict[str, Any]:
+    plan = row.get("rules") or {}
+    return {
+        "id": row["id"], "identifier": row["identifier"], "sender": row["sender"], "sent": row["sent"],
+        "msg_type": row["msg_type"], "status": row["status"], "scope": row["scope"], "profile": row["profile"],
+        "event": row["event"], "hazard_code": row["hazard_code"], "colour": row["colour"],
+        "colour_label": COLOUR_LABELS.get(row["colour"] or ""), "level": row["level"],
+        "level_label": f"{LEVEL_LABELS[row['level']]}级" if row["level"] else None,
+        "headline": row["headline"], "area_desc": row["area_desc"], "effective": row["effective"],
+        "expires": row["expires"], "state": row["state"], "root_id": row["root_id"],
+        "previous_id": row["previous_id"], "rules": plan.get("rules", []), "fanout": row["fanout"],
+        "fanout_stats": row["fanout_stats"], "received_at": row["received_at"], "source": row["source"],
+        "deliveries": dict(counts or {}),
+    }
+
+
+def delivery_json(row: Mapping[str, Any], *, unmask: bool = False) -> dict[str, Any]:
+    return {
+        "id": row["id"], "alert_id": row["alert_id"], "channel": row["channel"], "status": row["status"],
+        "recipient": row["recipient"], "phone": row["phone"] if unmask else mask_phone(row["phone"]),
+        "role": row["role"], "area_code": row["area_code"], "body": row["body"], "title": row["title"],
+        "segments": row["segments"], "repeat": row["repeat"], "attempts": row["attempts"],
+        "provider_message_id": row["provider_message_id"], "error": row["error"], "reason": row["reason"],
+        "level": row["level"], "ack_required": row["ack_required"], "ack_deadline": row["ack_deadline"],
+        "created_at": row["created_at"], "sent_at": row["sent_at"], "updated_at": row["updated_at"],
+        "rules": row["rules"],
+    }
+
+
+async def _alert_response(app: App, alert_id: int) -> dict[str, Any]:
+    row = await app.store.get_alert(alert_id)
+    assert row is not None
+    counts = await app.store.delivery_counts([alert_id])
+    return alert_json(row, counts.get(alert_id))
+
+
+def _int(request: web.Request, name: str, default: int | None = None, *, maximum: int = 10_000) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(reason=f"{name} must be an integer") from None
+    if value < 0 or value > maximum:
+        raise web.HTTPBadRequest(reason=f"{name} must be between 0 and {maximum}")
+    return value
+
+
+async def post_alert(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    body = await request.read()
+    if not body:
+        return _error(400, "empty body: POST a CAP XML document")
+    source = f"http:{request[PRINCIPAL]}"
+    results = await app.pipeline.ingest(body, source=source, content_type=request.content_type,
+                                        max_bytes=app.config.api.max_body_bytes)
+    await app.store.audit(app.clock.now(), request[PRINCIPAL], "alert.post",
+                          target=",".join(str(r.alert_id) for r in results if r.alert_id) or None,
+                          detail={"outcomes": [r.outcome for r in results]}, remote=request.remote)
+    if len(results) == 1:
+        return await _single_result(app, results[0])
+    created = [await _alert_response(app, r.alert_id) for r in results if r.alert_id]
+    rejected = [{"errors": r.errors, "quarantine_id": r.payload_id} for r in results if r.outcome == "rejected"]
+    status = 201 if any(r.outcome == "created" for r in results) else (400 if not created else 200)
+    return _json({"alerts": created, "rejected": rejected}, status=status)
+
+
+async def _single_result(app: App, result: IngestResult) -> web.Response:
+    if result.outcome == "rejected":
+        return _error(400, "; ".join(result.errors), errors=result.errors, quarantine_id=result.payload_id)
+    assert result.alert_id is not None
+    data = await _alert_response(app, result.alert_id)
+    data["warnings"] = result.warnings
+    if result.outcome == "duplicate":
+        data["duplicate"] = True
+        return _json(data, status=200)
+    return _json(data, status=201 if data["fanout"] == "done" else 202)
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    rows = await app.store.list_alerts(state=request.query.get("state") or None,
+                                       limit=_int(request, "limit", 50, maximum=500) or 50,
+                                       before_id=_int(request, "before", maximum=2**62))
+    counts = await app.store.delivery_counts([r["id"] for r in rows])
+    return _json({"alerts": [alert_json(r, counts.get(r["id"])) for r in rows]})
+
+
+async def get_alert(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    alert_id = _path_id(request)
+    row = await app.store.get_alert(alert_id)
+    if row is None:
+        return _error(404, f"no alert {alert_id}")
+    data = alert_json(row, (await app.store.delivery_counts([alert_id])).get(alert_id))
+    data["revisions"] = [alert_json(r) for r in await app.store.chain(row["root_id"] or alert_id)]
+    return _json(data)
+
+
+def _path_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPBadRequest(reason="alert id must be an integer") from None
+
+
+async def alert_deliveries(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    alert_id = _path_id(request)
+    if await app.store.get_alert(alert_id) is None:
+        return _error(404, f"no alert {alert_id}")
+    limit = _int(request, "limit", 1000, maximum=10_000) or 1000
+    rows = await app.store.deliveries_page(
+        {"alert_id": alert_id, "channel": request.query.get("channel"), "status": request.query.get("status")},
+        limit=limit, after_id=_int(request, "after", 0, maximum=2**62) or 0)
+    items = [delivery_json(r) for r in rows]
+    if request.query.get("events") in ("1", "true"):
+        events = await app.store.delivery_events(r["id"] for r in rows)
+        for item in items:
+            item["events"] = events[item["id"]]
+    next_after = rows[-1]["id"] if len(rows) == limit else None
+    return _json({"alert_id": alert_id, "deliveries": items, "next_after": next_after})
+
+
+async def post_broadcast(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, "body must be JSON")
+    if not isinstance(body, dict):
+        return _error(400, "body must be a JSON object")
+    allowed = {"areas", "groups", "channels", "hazard", "colour", "text", "headline", "status", "expires_in"}
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        return _error(400, f"unknown field(s): {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+    try:
+        req = BroadcastRequest(
+            channels=_str_list(body, "channels"), areas=_str_list(body, "areas"), groups=_str_list(body, "groups"),
+            hazard=_opt_str(body, "hazard"), colour=_opt_str(body, "colour"), text=_opt_str(body, "text"),
+            headline=_opt_str(body, "headline"), status=_opt_str(body, "status") or "Actual",
+            expires_in=float(body.get("expires_in", 6 * 3600)), actor=request[PRINCIPAL],
+        )
+        result = await app.pipeline.broadcast(req)
+    except (BroadcastInvalid, ValueError, TypeError) as exc:
+        return _error(400, str(exc))
+    await app.store.audit(app.clock.now(), request[PRINCIPAL], "broadcast.send", target=str(result.alert_id),
+                          detail=body, remote=request.remote)
+    return await _single_result(app, result)
+
+
+def _str_list(body: Mapping[str, Any], key: str) -> list[str]:
+    value = body.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+        raise ValueError(f"{key} must be a list of strings")
+    return [str(v) for v in value]
+
+
+def _opt_str(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key} must be a string")
+    return value
+
+
+async def quarantine(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    rows = await app.store.quarantine(limit=_int(request, "limit", 100, maximum=1000) or 100)
+    return _json({"quarantine": rows})
+
+
+async def feeds(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    states = {s["name"]: s for s in await app.store.all_feed_states()}
+    now = app.clock.now()
+    out = []
+    for feed in app.config.feeds:
+        state = states.get(feed.name, {})
+        last = state.get("last_success")
+        stale = last is None or (now - last).total_seconds() > 3 * feed.interval
+        out.append({"name": feed.name, "url": feed.url, "interval_s": feed.interval, "stale": stale, **state})
+    return _json({"feeds": out})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    try:
+        await app.store.recipient_count()
+    except Exception as exc:
+        return _json({"status": "error", "database": str(exc)}, status=503)
+    return _json({"status": "ok", "version": __version__, "channels": sorted(app.channels)})
+
+
+def make_web_app(app: App) -> web.Application:
+    web_app = web.Application(middlewares=[error_middleware, auth_middleware],
+                              client_max_size=app.config.api.max_body_bytes)
+    web_app[APP_KEY] = app
+    web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_post("/api/v1/alerts", post_alert)
+    web_app.router.add_get("/api/v1/alerts", list_alerts)
+    web_app.router.add_get("/api/v1/alerts/{id}", get_alert)
+    web_app.router.add_get("/api/v1/alerts/{id}/deliveries", alert_deliveries)
+    web_app.router.add_post("/api/v1/broadcasts", post_broadcast)
+    web_app.router.add_get("/api/v1/quarantine", quarantine)
+    web_app.router.add_get("/api/v1/feeds", feeds)
+    return web_app

@@ -1,0 +1,115 @@
+"""``warnd run``: the HTTP API, the scheduler (feed polls, expiry sweep) and the dispatcher in one process.
+
+On SIGTERM/SIGINT it stops claiming new work, lets the batch in hand finish (up to ``dispatch.shutdown_grace``)
+and hands back anything unfinished, so a restart resumes exactly where this process stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import signal
+from contextlib import suppress
+from datetime import UTC
+from pathlib import Path
+from typing import IO
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.engine import make_url
+
+from warnd.api import make_web_app
+from warnd.app import App
+from warnd.feeds import FeedPoller
+
+log = logging.getLogger("warnd")
+EXPIRY_SWEEP_SECONDS = 30
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+def _single_instance_lock(database_url: str) -> IO[str] | None:
+    """On SQLite only one daemon may own a database (PostgreSQL cluster mode has no such limit). Holding the
+    lock also makes it safe to release every lease left by a crashed predecessor at start-up."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    path = Path(url.database + ".lock")
+    handle = path.open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise AlreadyRunning(f"another warnd is already running on {url.database} (lock {path})") from None
+    return handle
+
+
+async def run_daemon(app: App, host: str, port: int) -> None:
+    lock = _single_instance_lock(app.store.url)
+    try:
+        await _serve(app, host, port)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+async def _serve(app: App, host: str, port: int) -> None:
+    await app.start(channels=True)
+    if app.store.is_sqlite:
+        released = await app.store.release_leases(app.clock.now())
+        if released:
+            log.info("released %d delivery lease(s) left by the previous run", released)
+    resumed = await app.pipeline.resume()
+    if resumed:
+        log.info("finished %d interrupted fan-out(s)", len(resumed))
+    if not any(t.token for t in app.config.api.tokens):
+        log.warning("no API token configured: the API is open to anyone who can reach %s:%d", host, port)
+
+    poller = FeedPoller(store=app.store, pipeline=app.pipeline, clock=app.clock)
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    for feed in app.config.feeds:
+        if feed.enabled:
+            scheduler.add_job(poller.poll, "interval", seconds=feed.interval, args=[feed], id=f"feed:{feed.name}",
+                              max_instances=1, coalesce=True, next_run_time=app.clock.now())
+
+    async def sweep_expired() -> None:
+        expired = await app.store.expire_alerts(app.clock.now())
+        if expired:
+            log.info("alert(s) %s expired", ", ".join(map(str, expired)))
+
+    scheduler.add_job(sweep_expired, "interval", seconds=EXPIRY_SWEEP_SECONDS, id="expire", max_instances=1,
+                      coalesce=True)
+
+    runner = web.AppRunner(make_web_app(app), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    scheduler.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    dispatching = asyncio.create_task(app.dispatcher.run(stopping))
+    log.info("warnd listening on http://%s:%d (channels: %s; database: %s)", host, port,
+             ", ".join(sorted(app.channels)) or "none", make_url(app.store.url).render_as_string(hide_password=True))
+    print(f"warnd listening on http://{host}:{port}", flush=True)
+    await stopping.wait()
+
+    log.info("stopping: no new claims; finishing the batch in hand (up to %.0fs)", app.config.dispatch.shutdown_grace)
+    scheduler.shutdown(wait=False)
+    await runner.cleanup()
+    try:
+        await asyncio.wait_for(dispatching, timeout=app.config.dispatch.shutdown_grace)
+    except TimeoutError:
+        log.warning("in-flight sends did not finish in time; their deliveries are released for the next run")
+        dispatching.cancel()
+        with suppress(asyncio.CancelledError):
+            await dispatching
+    await poller.close()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    await app.close()
+    log.info("stopped")

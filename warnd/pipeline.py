@@ -1,0 +1,471 @@
+"""The warning pipeline, in one place.
+
+    ingest ──► lifecycle ──► match ──► audience ──► render ──► outbox ──► (dispatcher)
+    parse,     link Update/  graded    groups ∩     once per   one row per
+    validate,  Cancel to     response  area, in     channel ×  recipient ×
+    dedupe,    the alert     rules     chunks       language   channel
+    quarantine they update
+
+Each stage is a method below, called in that order. Everything is persisted before anything is sent: the alert
+(with its raw payload) first, then deliveries chunk by chunk; an interrupted fan-out is finished at the next
+start (``resume``) and cannot duplicate rows (one per alert × recipient × channel).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from channels import adapter_class
+from channels.base import Address
+from warnd.audience import AlertArea
+from warnd.cap import InvalidDocument, parse, parse_alert
+from warnd.cap.build import build_cap_xml
+from warnd.cap.model import Alert, ParsedAlert
+from warnd.clock import Clock
+from warnd.config import Config
+from warnd.hazards import COLOUR_RANK, Catalogue, Hazard
+from warnd.render import Renderer, style_for
+from warnd.rules import DRILL_STATUSES, SILENT_STATUSES, Facts, Plan, PlannedTarget, RuleEngine
+from warnd.store import AudienceQuery, Store
+
+log = logging.getLogger("warnd.pipeline")
+
+CAP_METHOD_FOR_STYLE = {"sms": ("SMS",), "spoken": ("SPEAKER", "BROADCAST"), "push": ("APP", "PUSH", "WEB")}
+_OASIS_SEVERITY = {"red": "Extreme", "orange": "Severe", "yellow": "Moderate", "blue": "Minor"}
+
+
+@dataclass
+class IngestResult:
+    outcome: str  # created | duplicate | rejected
+    alert_id: int | None = None
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    payload_id: int | None = None
+
+
+@dataclass
+class BroadcastRequest:
+    """A manual broadcast by an operator: where (areas and/or groups), how (channels), what (hazard + colour,
+    or free text)."""
+
+    channels: list[str]
+    actor: str
+    areas: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    hazard: str | None = None
+    colour: str | None = None
+    text: str | None = None
+    headline: str | None = None
+    status: str = "Actual"
+    expires_in: float = 6 * 3600
+
+
+class BroadcastInvalid(ValueError):
+    pass
+
+
+def to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+class Pipeline:
+    def __init__(self, *, config: Config, store: Store, renderer: Renderer, clock: Clock,
+                 wake: Callable[[], None] = lambda: None):
+        self.config = config
+        self.store = store
+        self.renderer = renderer
+        self.clock = clock
+        self.wake = wake  # tells the dispatcher there is new work
+        self.rules = RuleEngine(config)
+        self.catalogue: Catalogue = config.catalogue()
+
+    # --- stage 1: ingest ----------------------------------------------------------------------------------------
+
+    async def ingest(self, data: bytes, *, source: str, content_type: str | None = None,
+                     max_bytes: int = 5_000_000) -> list[IngestResult]:
+        """Parse and validate a payload (CAP, or a feed / EDXL-DE holding several); keep rejects in quarantine."""
+        now = self.clock.now()
+        try:
+            parsed = parse(data, max_bytes=max_bytes)
+        except InvalidDocument as exc:
+            errors = [str(issue) for issue in exc.issues]
+            payload_id = await self.store.save_payload(
+                received_at=now, source=source, content_type=content_type, body=data, outcome="rejected",
+                errors=errors)
+            log.warning("rejected payload from %s: %s", source, "; ".join(errors))
+            return [IngestResult("rejected", errors=errors, payload_id=payload_id)]
+        results = []
+        for item in parsed.rejected:
+            errors = [str(issue) for issue in item.issues]
+            payload_id = await self.store.save_payload(
+                received_at=now, source=source, content_type=content_type, body=item.xml or data,
+                outcome="rejected", errors=errors)
+            results.append(IngestResult("rejected", errors=errors, payload_id=payload_id))
+        for item in parsed.alerts:
+            results.append(await self.accept(item, source=source, content_type=content_type))
+        return results
+
+    async def accept(self, item: ParsedAlert, *, source: str, content_type: str | None = None,
+                     plan: Plan | None = None) -> IngestResult:
+        alert = item.alert
+        existing = await self.store.find_alert(alert.sender, alert.identifier, alert.sent)
+        if existing:
+            return IngestResult("duplicate", alert_id=existing["id"])
+        warnings = [str(w) for w in alert.warnings]
+        previous = await self._lifecycle(alert, warnings)
+        facts = self._facts(alert, previous)
+        if plan is None:
+            plan = self._match(alert, facts, previous)
+        values = self._alert_values(alert, facts, plan, previous, source)
+        now = self.clock.now()
+        alert_id = await self.store.insert_alert(values, payload={
+            "received_at": now, "source": source[:500], "content_type": content_type, "body": item.xml,
+            "errors": warnings or None,
+        })
+        if alert_id is None:  # the same alert arrived concurrently
+            again = await self.store.find_alert(alert.sender, alert.identifier, alert.sent)
+            return IngestResult("duplicate", alert_id=again["id"] if again else None)
+        log.info("alert %s (%s %s %s) from %s: %d rule(s), %d target(s)", alert_id, alert.msg_type,
+                 facts.event, facts.colour, source, len(plan.rules), len(plan.targets))
+        if values["fanout"] == "pending":
+            await self.fanout(alert_id)
+        return IngestResult("created", alert_id=alert_id, warnings=warnings)
+
+    # --- stage 2: lifecycle ---------------------------------------------------------------------------------------
+
+    async def _lifecycle(self, alert: Alert, warnings: list[str]) -> dict[str, Any] | None:
+        """The latest revision of the chain an Update/Cancel refers to, if we have it."""
+        if alert.msg_type not in ("Update", "Cancel"):
+            return None
+        for ref in reversed(alert.references):
+            found = await self.store.find_referenced(ref.identifier, ref.sender, ref.sent)
+            if found:
+                return await self.store.latest_in_chain(found["root_id"] or found["id"])
+        warnings.append(f"alert/references: none of the referenced alerts is known here; {alert.msg_type} "
+                        "treated as a new warning")
+        return None
+
+    def _facts(self, alert: Alert, previous: Mapping[str, Any] | None) -> Facts:
+        info = alert.infos[0] if alert.infos else None
+        if info is not None:
+            found = self.catalogue.classify(info)
+            hazard, colour, event = found.hazard, found.colour, found.event
+        else:
+            hazard, colour, event = None, None, alert.note or alert.msg_type
+        if previous is not None:  # a Cancel often omits what it cancels
+            hazard = hazard or (self.catalogue.find(previous["hazard_code"]) if previous["hazard_code"] else None)
+            colour = colour or previous["colour"]
+            event = event if hazard is None or event != alert.msg_type else hazard.name
+        area = AlertArea([to_jsonable(a) for i in alert.infos for a in i.areas])
+        return Facts(hazard=hazard, event=event, colour=colour, status=alert.status, msg_type=alert.msg_type,
+                     area_prefixes=area.prefixes, has_geometry=area.has_geometry)
+
+    # --- stage 3: match --------------------------------------------------------------------------------------------
+
+    def _match(self, alert: Alert, facts: Facts, previous: Mapping[str, Any] | None) -> Plan:
+        if alert.msg_type == "Cancel" and previous is not None:
+            # 解除 goes to everyone who received the chain (added in fan-out), at the chain's level
+            old = Plan.from_json(previous["rules"] or {})
+            return Plan(rules=old.rules, level=previous["level"], inhibit=False, manual=old.manual)
+        return self.rules.plan(facts)
+
+    def _alert_values(self, alert: Alert, facts: Facts, plan: Plan, previous: Mapping[str, Any] | None,
+                      source: str) -> dict[str, Any]:
+        info = alert.infos[0] if alert.infos else None
+        expires = info.expires if info and info.expires else None
+        now = self.clock.now()
+        if expires is None and alert.msg_type != "Cancel":
+            expires = max(now, alert.sent) + timedelta(seconds=self.config.alert_default_ttl)
+        silent = alert.status in SILENT_STATUSES
+        rank = plan.level or (COLOUR_RANK.get(facts.colour) if facts.colour else None)
+        return {
+            "sender": alert.sender, "identifier": alert.identifier, "sent": alert.sent,
+            "msg_type": alert.msg_type, "status": alert.status, "scope": alert.scope, "profile": alert.profile,
+            "event": facts.event[:255], "hazard_code": facts.hazard.code if facts.hazard else None,
+            "colour": facts.colour, "level": plan.level, "rank": rank,
+            "headline": info.headline if info else alert.note,
+            "area_desc": "；".join(a.desc for i in alert.infos for a in i.areas) or None,
+            "effective": info.effective if info and info.effective else alert.sent, "expires": expires,
+            "root_id": previous["root_id"] if previous else None,
+            "previous_id": previous["id"] if previous else None,
+            "parsed": to_jsonable(alert), "rules": plan.to_json(),
+            "state": "inactive" if silent else ("cancelled" if alert.msg_type == "Cancel" else "active"),
+            "fanout": "done" if silent else "pending", "fanout_stats": None,
+            "source": source[:500], "received_at": now,
+        }
+
+    # --- stages 4-6: audience -> render -> outbox ---------------------------------------------------------------
+
+    async def fanout(self, alert_id: int) -> dict[str, int]:
+        """Create every delivery of one alert revision, chunk by chunk. Safe to run again after a crash."""
+        row = await self.store.get_alert(alert_id)
+        assert row is not None
+        plan = Plan.from_json(row["rules"] or {})
+        area = AlertArea([a for info in row["parsed"]["infos"] for a in info["areas"]])
+        previous = await self.store.get_alert(row["previous_id"]) if row["previous_id"] else None
+        now = self.clock.now()
+        stats: Counter[str] = Counter()
+        earlier: list[int] = []
+        if previous is not None:
+            earlier = [i for i in await self.store.chain_ids(row["root_id"]) if i != alert_id]
+            stats["superseded"] = await self.store.supersede_queued(earlier, alert_id, now)
+        messages = _MessageMaker(self, row, previous)
+        chunk_size = self.config.dispatch.fanout_chunk
+        for target in plan.targets:
+            query = AudienceQuery(
+                groups=target.groups, roles=self._group_roles(target.groups),
+                address=self._address(target.channel), area_prefixes=area.prefixes, bbox=area.bbox(),
+                rule_prefixes=target.rule_prefixes, everywhere=plan.everywhere,
+            )
+            after = 0
+            while chunk := await self.store.audience_chunk(query, after, chunk_size):
+                after = chunk[-1]["id"]
+                inside = [r for r in chunk if plan.everywhere or area.contains(r["area_code"], r["lat"], r["lon"])]
+                stats["outside_area"] += len(chunk) - len(inside)
+                rows = [await messages.delivery(r, target, now) for r in inside]
+                await self.store.insert_deliveries(rows)
+                stats[f"planned:{target.channel}"] += len(rows)
+        if earlier:  # everyone who had an earlier revision hears about this one (update / downgrade / 解除)
+            after = 0
+            while chunk := await self.store.previous_recipients_chunk(earlier, after, chunk_size, now):
+                after = chunk[-1]["id"]
+                rows = []
+                for r in chunk:
+                    target = PlannedTarget(rule="previous-recipients", groups=None, channel=r["channel"],
+                                           level=plan.level or row["level"], repeat=r["repeat"])
+                    rows.append(await messages.delivery(r, target, now))
+                await self.store.insert_deliveries(rows)
+                stats["previous_recipients"] += len(rows)
+        if plan.inhibit and row["hazard_code"] and row["rank"] and row["msg_type"] != "Cancel":
+            stats.update(await self.store.inhibit(alert_id, row["hazard_code"], row["rank"], row["root_id"], now))
+        stats.update(messages.stats)
+        await self.store.set_alert(alert_id, fanout="done", fanout_stats=dict(stats))
+        self.wake()
+        return dict(stats)
+
+    async def resume(self) -> list[int]:
+        """Finish fan-outs a crash interrupted."""
+        pending = await self.store.pending_fanouts()
+        for alert_id in pending:
+            log.info("resuming fan-out of alert %s", alert_id)
+            await self.fanout(alert_id)
+        return pending
+
+    def _group_roles(self, groups: tuple[str, ...] | None) -> tuple[str, ...]:
+        if groups is None:
+            return ()
+        return tuple(sorted({role for g in groups for role in self.config.groups[g].roles}))
+
+    def _address(self, channel: str) -> str:
+        settings = self.config.channel_settings(channel)
+        address = getattr(settings, "address", None) or adapter_class(settings.adapter).address
+        return str(address.value if isinstance(address, Address) else address)
+
+    # --- manual broadcast ----------------------------------------------------------------------------------------
+
+    async def broadcast(self, request: BroadcastRequest) -> IngestResult:
+        """An operator's broadcast, written as a real CAP 1.2 message and run through the same pipeline with
+        the operator's targets instead of the rules'."""
+        hazard, colour = self._check_broadcast(request)
+        now = self.clock.now()
+        level = COLOUR_RANK[colour] if colour else None
+        name = hazard.name if hazard else "紧急信息"
+        colour_word = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}.get(colour or "", "")
+        headline = request.headline or f"{self.config.organisation}发布{name}{colour_word}预警"
+        areas = [{"area_desc": "、".join(self.config.area_name(c) or c for c in request.areas),
+                  "geocodes": [("geocode", code) for code in request.areas]}] if request.areas else [
+                     {"area_desc": "、".join(self.config.groups[g].label for g in request.groups), "geocodes": []}]
+        xml = build_cap_xml(
+            identifier=f"warnd-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}", sender=self.config.organisation,
+            sent=now.astimezone(), status=request.status, msg_type="Alert", scope="Public",
+            language=self.config.language, category="Safety" if hazard is None else "Met", event=name,
+            event_codes=[("GB/T 35561", hazard.code)] if hazard else [],
+            urgency="Immediate", severity=_OASIS_SEVERITY.get(colour or "", "Unknown"), certainty="Likely",
+            sender_name=request.actor, headline=headline, description=request.text,
+            expires=(now + timedelta(seconds=request.expires_in)).astimezone(), areas=areas,
+        )
+        alert = parse_alert(xml)
+        groups = tuple(request.groups) or None
+        plan = Plan(rules=["manual-broadcast"], level=level, inhibit=False, manual=True,
+                    everywhere=not request.areas)
+        drill = request.status in DRILL_STATUSES
+        if drill and groups:
+            groups = tuple(g for g in groups if self.config.groups[g].drill) or None
+            if groups is None:
+                raise BroadcastInvalid("none of the chosen groups takes part in drills (drill: true)")
+        if drill and not groups:
+            groups = tuple(g for g, cfg in self.config.groups.items() if cfg.drill)
+        plan.targets = [PlannedTarget(rule="manual-broadcast", groups=groups, channel=c, level=level)
+                        for c in request.channels]
+        return await self.accept(ParsedAlert(alert, xml), source=f"broadcast:{request.actor}",
+                                 content_type="application/cap+xml", plan=plan)
+
+    def _check_broadcast(self, request: BroadcastRequest) -> tuple[Hazard | None, str | None]:
+        from warnd.config import admin_code
+        from warnd.hazards import parse_colour
+
+        problems = []
+        if not request.channels:
+            problems.append("channels: choose at least one channel")
+        problems += [f"channels: unknown channel {c!r}" for c in request.channels if c not in self.config.channels]
+        problems += [f"groups: unknown group {g!r}" for g in request.groups if g not in self.config.groups]
+        for code in request.areas:
+            try:
+                admin_code(code)
+            except ValueError as exc:
+                problems.append(f"areas: {exc}")
+        if not request.areas and not request.groups:
+            problems.append("choose areas (admin codes) or groups")
+        hazard = self.catalogue.find(request.hazard) if request.hazard else None
+        if request.hazard and hazard is None:
+            problems.append(f"hazard: unknown hazard {request.hazard!r}")
+        colour = None
+        if request.colour:
+            try:
+                colour = parse_colour(request.colour)
+            except ValueError as exc:
+                problems.append(f"colour: {exc}")
+        if hazard is None and not request.text:
+            problems.append("give a hazard and colour, or the text to send")
+        if request.status not in ("Actual", "Exercise", "Test"):
+            problems.append(f"status: {request.status!r} is not Actual, Exercise or Test")
+        if problems:
+            raise BroadcastInvalid("; ".join(problems))
+        return hazard, colour
+
+
+class _MessageMaker:
+    """Renders once per channel × language (per recipient only when a template uses recipient fields) and
+    builds the outbox rows."""
+
+    def __init__(self, pipeline: Pipeline, alert: Mapping[str, Any], previous: Mapping[str, Any] | None):
+        self.p = pipeline
+        self.alert = alert
+        self.previous = previous
+        self.cache: dict[tuple[str, str], tuple[int, int]] = {}
+        self.stats: Counter[str] = Counter()
+        self.action = _action(alert, previous)
+
+    async def delivery(self, r: Mapping[str, Any], target: PlannedTarget, now: datetime) -> dict[str, Any]:
+        message_id, segments = await self._message(target.channel, r)
+        alert_id = self.alert["id"]
+        colour_rank = COLOUR_RANK.get(self.alert["colour"] or "", 5)
+        group_priority = min((self.p.config.groups[g].priority for g in target.groups or ()), default=5)
+        drill = 100 if self.alert["status"] in DRILL_STATUSES else 0
+        return {
+            "alert_id": alert_id, "recipient_id": r["id"], "channel": target.channel, "message_id": message_id,
+            "status": "queued", "priority": drill + colour_rank * 10 + group_priority, "visible_at": now,
+            "lease_token": None, "attempts": 0, "idempotency_key": f"{alert_id}:{r['id']}:{target.channel}",
+            "segments": segments, "repeat": target.repeat, "level": target.level,
+            "ack_required": target.ack_required,
+            "ack_deadline": now + timedelta(seconds=target.ack_within) if target.ack_within else None,
+            "rules": target.rule, "area_code": r["area_code"], "created_at": now, "updated_at": now,
+            "provider_message_id": None, "error": None, "reason": None, "sent_at": None,
+        }
+
+    async def _message(self, channel: str, r: Mapping[str, Any]) -> tuple[int, int]:
+        settings = self.p.config.channel_settings(channel)
+        template = settings.template or channel
+        language = self.p.renderer.resolve_language(r["language"])
+        per_recipient = self.p.renderer.uses_recipient(template, language)
+        key = (channel, language)
+        if not per_recipient and key in self.cache:
+            return self.cache[key]
+        recipient = ({"name": r["name"], "role": r["role"], "area_code": r["area_code"], "language": language}
+                     if per_recipient else None)
+        style = settings.style or style_for(template)
+        context = self._context(language, style)
+        try:
+            rendered = self.p.renderer.render(template, language, context, style=style,
+                                              signature=settings.signature, max_chars=settings.max_chars,
+                                              recipient=recipient)
+            body, title, data, segments, truncated = (rendered.body, rendered.title, rendered.data,
+                                                      rendered.segments, rendered.truncated)
+        except Exception:  # a broken template must not stop a warning: send the plain facts instead
+            log.exception("template %s/%s failed for alert %s; sending plain text", language, template,
+                          self.alert["id"])
+            self.stats["render_errors"] += 1
+            alert = context["alert"]
+            body = "".join(x for x in (alert["headline"] or alert["event"], "：", alert["description"] or "") if x)
+            title, data, segments, truncated = alert["headline"], {}, 1, False
+        message_id = await self.p.store.insert_message({
+            "alert_id": self.alert["id"], "channel": channel, "language": language,
+            "recipient_id": r["id"] if per_recipient else None, "body": body, "title": title, "data": data,
+            "segments": segments, "truncated": truncated,
+        })
+        self.stats["messages_rendered"] += 1
+        if not per_recipient:
+            self.cache[key] = (message_id, segments)
+        return message_id, segments
+
+    def _context(self, language: str, style: str) -> dict[str, Any]:
+        parsed = self.alert["parsed"]
+        info = _info_for(parsed, language)
+        hazard = self.p.catalogue.find(self.alert["hazard_code"]) if self.alert["hazard_code"] else None
+        methods = CAP_METHOD_FOR_STYLE.get(style, ())
+        channel_text = next((t["message"] for t in parsed.get("channel_texts", [])
+                             if t["method"].upper() in methods and t.get("message")), None)
+        sender = parsed["sender"] if parsed["profile"] == "cap-cn" else (
+            (info or {}).get("sender_name") or parsed["sender"])
+        return {
+            "alert": {
+                "id": self.alert["id"], "identifier": parsed["identifier"], "sender": sender,
+                "sender_code": parsed.get("sender_code"), "sent": _dt(parsed["sent"]), "status": parsed["status"],
+                "msg_type": parsed["msg_type"], "event": (info or {}).get("event") or self.alert["event"],
+                "hazard": {"code": hazard.code if hazard else None, "name": hazard.name if hazard else self.alert["event"]},
+                "colour": self.alert["colour"], "level": self.alert["level"],
+                "headline": (info or {}).get("headline"), "description": (info or {}).get("description"),
+                "instruction": (info or {}).get("instruction"), "area_desc": self.alert["area_desc"],
+                "web": (info or {}).get("web"), "note": parsed.get("note"),
+                "effective": _dt((info or {}).get("effective")), "onset": _dt((info or {}).get("onset")),
+                "expires": _dt((info or {}).get("expires")) or self.alert["expires"],
+                "channel_text": channel_text,
+            },
+            "action": self.action,
+            "previous": {"colour": self.previous["colour"], "level": self.previous["level"]} if self.previous else None,
+            "drill": {"Exercise": "exercise", "Test": "test"}.get(parsed["status"]),
+            "issuer": self.p.config.organisation,
+        }
+
+
+def _action(alert: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str:
+    if alert["msg_type"] == "Cancel":
+        return "cancel"
+    if alert["msg_type"] != "Update" or previous is None:
+        return "issue"
+    new, old = COLOUR_RANK.get(alert["colour"] or ""), COLOUR_RANK.get(previous["colour"] or "")
+    if new and old and new < old:
+        return "upgrade"
+    if new and old and new > old:
+        return "downgrade"
+    return "update"
+
+
+def _info_for(parsed: Mapping[str, Any], language: str) -> dict[str, Any] | None:
+    infos = parsed.get("infos") or []
+    primary = language.split("-")[0].lower()
+    for info in infos:
+        if str(info.get("language", "")).split("-")[0].lower() == primary:
+            return dict(info)
+    return dict(infos[0]) if infos else None
+
+
+def _dt(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
