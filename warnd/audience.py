@@ -4,7 +4,10 @@ A CAP area may name admin codes (geocode), shapes (polygon, circle), or both. Fo
 
 * a recipient with known coordinates is inside when a shape of that area contains it;
 * a recipient without coordinates (or an area without shapes) is inside when its 12-digit admin code falls
-  under one of the area's geocodes (``500228000000`` covers every township and village of 梁平区).
+  under one of the area's geocodes (``500228000000`` covers every township and village of 梁平区);
+* a recipient registered at a level *above* a geocode is inside too: the district's flood-control office
+  (``500228000000``) is responsible for every township in it, and a resident known only by district cannot be
+  ruled out.
 
 So shapes are precise where we know where people are, and nobody without coordinates is left out when the
 issuer also gave admin codes. CAP writes points as ``lat,lon``; shapely wants (x=lon, y=lat).
@@ -83,6 +86,16 @@ class AlertArea:
         return tuple(dict.fromkeys(p for a in self._areas for p in a.prefixes))
 
     @property
+    def ancestors(self) -> tuple[str, ...]:
+        """12-digit codes of the levels above each geocode (500228101 -> 500228000000, 500200000000, …)."""
+        out: list[str] = []
+        for prefix in self.prefixes:
+            for cut in (2, 4, 6, 9):
+                if cut < len(prefix):
+                    out.append(prefix[:cut].ljust(12, "0"))
+        return tuple(dict.fromkeys(out))
+
+    @property
     def has_geometry(self) -> bool:
         return any(a.has_shapes for a in self._areas)
 
@@ -105,6 +118,8 @@ class AlertArea:
         return min(lats), min(lons), max(lats), max(lons)
 
     def contains(self, area_code: str, lat: float | None, lon: float | None) -> bool:
+        if area_code in self.ancestors:
+            return True
         located = lat is not None and lon is not None
         for area in self._areas:
             if area.has_shapes and located:

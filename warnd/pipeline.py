@@ -192,6 +192,7 @@ class Pipeline:
         if expires is None and alert.msg_type != "Cancel":
             expires = max(now, alert.sent) + timedelta(seconds=self.config.alert_default_ttl)
         silent = alert.status in SILENT_STATUSES
+        stale = expires is not None and expires <= now  # arrived after it ended: recorded, never sent
         rank = plan.level or (COLOUR_RANK.get(facts.colour) if facts.colour else None)
         return {
             "sender": alert.sender, "identifier": alert.identifier, "sent": alert.sent,
@@ -204,8 +205,10 @@ class Pipeline:
             "root_id": previous["root_id"] if previous else None,
             "previous_id": previous["id"] if previous else None,
             "parsed": to_jsonable(alert), "rules": plan.to_json(),
-            "state": "inactive" if silent else ("cancelled" if alert.msg_type == "Cancel" else "active"),
-            "fanout": "done" if silent else "pending", "fanout_stats": None,
+            "state": "inactive" if silent else "expired" if stale else (
+                "cancelled" if alert.msg_type == "Cancel" else "active"),
+            "fanout": "done" if silent or stale else "pending",
+            "fanout_stats": {"not_sent": "expired on arrival"} if stale and not silent else None,
             "source": source[:500], "received_at": now,
         }
 
@@ -229,7 +232,8 @@ class Pipeline:
         for target in plan.targets:
             query = AudienceQuery(
                 groups=target.groups, roles=self._group_roles(target.groups),
-                address=self._address(target.channel), area_prefixes=area.prefixes, bbox=area.bbox(),
+                address=self._address(target.channel), area_prefixes=area.prefixes,
+                area_ancestors=area.ancestors, bbox=area.bbox(),
                 rule_prefixes=target.rule_prefixes, everywhere=plan.everywhere,
             )
             after = 0

@@ -41,6 +41,7 @@ COLOUR_ORDER = ("blue", "yellow", "orange", "red")  # least to most severe
 ACTIONS = ("issue", "update", "upgrade", "downgrade", "cancel")
 DEFAULT_SPOKEN_MAX_CHARS = 500  # emergency-broadcast text limit (GY/T 385)
 TEMPLATE_SUFFIX = ".j2"
+HELPERS = ("colour_name", "level_name", "signal_word", "local_time", "spoken", "sentence")  # filters+globals
 
 _COLOUR_WORDS = {
     "red": ("red", "红", "红色"),
@@ -68,6 +69,13 @@ _ZH_ALIASES = {
     "zh-mo": "zh-TW",
 }
 _DEFAULT_TIME_FORMAT = "{month}月{day}日{hour}时{minute:02d}分"
+# used where a language's labels.yaml says nothing (a drill must never go out unmarked)
+_BUILTIN_LABELS: dict[str, Any] = {
+    "colours": {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"},
+    "levels": {1: "Ⅰ级", 2: "Ⅱ级", 3: "Ⅲ级", 4: "Ⅳ级"},
+    "signal_words": {"red": "特别严重", "orange": "严重", "yellow": "较重", "blue": "一般"},
+    "drill": {"exercise": "【演练】", "test": "【测试】"},
+}
 _WHITESPACE = re.compile(r"\s+")
 # a space next to full-width punctuation is only a line break the template left behind
 _SPACE_BY_CJK_PUNCT = re.compile(r"\s*([，。！？；：、（）“”《》【】〔〕])\s*")
@@ -194,6 +202,7 @@ class Renderer:
         self._langs: dict[str, _Language] = {}
         self._templates: dict[tuple[str, str], Template] = {}
         self._uses_recipient: dict[tuple[str, str], bool] = {}
+        self._located: dict[tuple[str, str | None], str] = {}
 
     # --- languages ------------------------------------------------------------------------------------
 
@@ -237,6 +246,7 @@ class Renderer:
             self._langs.clear()
             self._templates.clear()
             self._uses_recipient.clear()
+            self._located.clear()
 
     # --- loading --------------------------------------------------------------------------------------
 
@@ -266,6 +276,8 @@ class Renderer:
                 base = self._language(self.default_language)
                 labels = _deep_merge(base.labels, labels)
                 hazards = hazards or base.hazards
+            else:
+                labels = _deep_merge(_BUILTIN_LABELS, labels)
             env = ImmutableSandboxedEnvironment(
                 loader=FileSystemLoader(str(directory)),
                 autoescape=False,
@@ -347,6 +359,7 @@ class Renderer:
             "spoken": spoken,
             "sentence": sentence,
         }
+        assert set(helpers) == set(HELPERS)
         lang.env.filters.update(helpers)
         lang.env.globals.update(helpers)
 
@@ -356,10 +369,14 @@ class Renderer:
 
     def _locate(self, template: str, language: str | None) -> str:
         """The language whose directory provides ``template`` for ``language`` (falls back to the default)."""
+        located = self._located.get((template, language))
+        if located is not None:
+            return located
         name = self._file_name(template)
         resolved = self.resolve_language(language)
         for candidate in dict.fromkeys((resolved, self.default_language)):
             if (candidate, name) in self._templates or (self.templates_dir / candidate / name).is_file():
+                self._located[(template, language)] = candidate
                 return candidate
         raise RenderError(
             f"no template {name!r} for language {resolved!r} in {_display_path(self.templates_dir)}"
@@ -496,9 +513,13 @@ class Renderer:
             else:
                 title, text = None, compiled.render(ctx)
         except Exception as exc:  # one error type for the pipeline, whatever the template did
-            raise RenderError(
-                f"{lang_name}/{self._file_name(template)}: {type(exc).__name__}: {exc}"
-            ) from exc
+            where = _template_frame(exc.__traceback__)
+            place = (
+                f"{_display_path(Path(where[0]))}:{where[1]}"
+                if where
+                else f"{_display_path(self.templates_dir / lang_name / self._file_name(template))}"
+            )
+            raise RenderError(f"{place}: {type(exc).__name__}: {exc}") from exc
 
         if style == "sms":
             return self._sms(text, marker, signature, max_chars)
@@ -573,23 +594,64 @@ class Renderer:
                 f"{_display_path(self.templates_dir)}: no templates for the default language "
                 f"{self.default_language!r}"
             )
-        for language in self.languages():
+        broken_default = False
+        for language in sorted(self.languages(), key=lambda lang: lang != self.default_language):
             directory = self.templates_dir / language
-            try:
-                lang = self._language(language)
-            except (yaml.YAMLError, RenderError) as exc:
-                errors.append(self._yaml_message(directory, exc))
-                continue
-            for name in sorted(lang.env.list_templates(extensions=[TEMPLATE_SUFFIX.lstrip(".")])):
-                path = directory / name
+            problems = self._check_wording(directory)
+            errors.extend(problems)
+            usable = not problems and not broken_default
+            if usable:
                 try:
-                    compiled = self.template(name, language)
+                    self._language(language)
+                except (yaml.YAMLError, RenderError) as exc:
+                    errors.append(self._yaml_message(directory, exc))
+                    usable = False
+            if language == self.default_language and not usable:
+                broken_default = True  # other languages fall back on its labels: only syntax-check them
+            syntax_only = ImmutableSandboxedEnvironment(loader=FileSystemLoader(str(directory)))
+            syntax_only.filters.update(dict.fromkeys(HELPERS, str))
+            for name in sorted(syntax_only.list_templates(extensions=[TEMPLATE_SUFFIX.lstrip(".")])):
+                if not usable:
+                    try:
+                        syntax_only.get_template(name)
+                    except TemplateSyntaxError as exc:
+                        errors.append(self._syntax_message(language, exc))
+                    continue
+                try:
+                    self.template(name, language)
                 except RenderError as exc:
                     errors.append(str(exc))
                     continue
-                for problem in self._try_render(compiled, name, language):
-                    errors.append(f"{_display_path(path)}:{problem}")
+                errors.extend(self._try_render(name, language))
         return errors
+
+    def _check_wording(self, directory: Path) -> list[str]:
+        """Parse labels.yaml and hazards.yaml and check the shape templates rely on."""
+        problems: list[str] = []
+        for file_name in ("labels.yaml", "hazards.yaml"):
+            path = directory / file_name
+            try:
+                data = self._load_yaml(path)
+            except (yaml.YAMLError, RenderError) as exc:
+                problems.append(self._yaml_message(directory, exc))
+                continue
+            if file_name != "hazards.yaml":
+                continue
+            for code, entry in data.items():
+                where = f"{_display_path(path)}: {code}"
+                if not isinstance(entry, Mapping) or not entry.get("name"):
+                    problems.append(f"{where}: expected a mapping with a name")
+                    continue
+                colours = entry.get("colours") or {}
+                if not isinstance(colours, Mapping):
+                    problems.append(f"{where}: colours must map colour → wording")
+                    continue
+                for colour, wording in colours.items():
+                    if colour not in COLOUR_ORDER:
+                        problems.append(f"{where}: unknown colour {colour!r} (use {', '.join(COLOUR_ORDER)})")
+                    elif not isinstance(wording, Mapping):
+                        problems.append(f"{where}.{colour}: expected advice/actions")
+        return problems
 
     def _syntax_message(self, language: str, exc: TemplateSyntaxError) -> str:
         name = exc.name or exc.filename or "?"
@@ -606,16 +668,15 @@ class Renderer:
             return f"{where}: {getattr(exc, 'problem', None) or exc}"
         return f"{_display_path(directory)}: {exc}"
 
-    def _try_render(self, compiled: Template, name: str, language: str) -> Iterator[str]:
+    def _try_render(self, name: str, language: str) -> Iterator[str]:
         style = style_for(name)
         for action in ACTIONS:
             for drill in (None, "exercise"):
                 context = sample_context(action=action, drill=drill)
                 try:
                     self.render(name, language, context, style=style, signature="签名")
-                except Exception as exc:
-                    line = _template_line(exc.__traceback__, compiled.filename)
-                    yield f"{line or '?'}: {type(exc).__name__}: {exc} (rendering a sample {action})"
+                except RenderError as exc:
+                    yield f"{exc} (rendering a sample {action})"
                     return
 
 
@@ -630,13 +691,15 @@ def _with_marker(text: str, marker: str) -> str:
     return text
 
 
-def _template_line(tb: TracebackType | None, filename: str | None) -> int | None:
-    line = None
+def _template_frame(tb: TracebackType | None) -> tuple[str, int] | None:
+    """The innermost template file and line in a traceback (Jinja2 rewrites frames to template lines)."""
+    found = None
     while tb is not None:
-        if filename and tb.tb_frame.f_code.co_filename == filename:
-            line = tb.tb_lineno
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(TEMPLATE_SUFFIX):
+            found = (filename, tb.tb_lineno)
         tb = tb.tb_next
-    return line
+    return found
 
 
 def sample_context(*, action: str = "issue", drill: str | None = None) -> dict[str, Any]:

@@ -125,7 +125,7 @@ recipients = Table(
     Column("lat", Float),
     Column("lon", Float),
     Column("language", String(16), nullable=False),
-    Column("push_tokens", JSON),
+    Column("push_tokens", JSON(none_as_null=True)),
     Column("terminal_id", String(64)),
     Column("source", String(10), nullable=False),  # config | import
     Column("active", Boolean, nullable=False),

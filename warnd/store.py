@@ -63,6 +63,7 @@ class AudienceQuery:
     roles: tuple[str, ...] = ()  # group roles: members by role
     address: str = "any"  # phone | push | terminal | any
     area_prefixes: tuple[str, ...] = ()
+    area_ancestors: tuple[str, ...] = ()  # 12-digit codes above the alert's geocodes (responsible offices)
     bbox: tuple[float, float, float, float] | None = None  # min_lat, min_lon, max_lat, max_lon
     rule_prefixes: tuple[str, ...] = ()
     everywhere: bool = False  # no area restriction from the alert (manual broadcast to groups)
@@ -371,6 +372,8 @@ class Store:
             conds.append(or_(*(_prefix_range(r.c.area_code, p) for p in q.rule_prefixes)))
         if not q.everywhere:
             area: list[Any] = [_prefix_range(r.c.area_code, p) for p in q.area_prefixes]
+            if q.area_ancestors:
+                area.append(r.c.area_code.in_(q.area_ancestors))
             if q.bbox:
                 min_lat, min_lon, max_lat, max_lon = q.bbox
                 area.append(and_(r.c.lat.between(min_lat, max_lat), r.c.lon.between(min_lon, max_lon)))

@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 
 from lxml import etree
 
@@ -95,6 +96,7 @@ CN_INFO_SPEC = _spec(
     "expires", "senderName", "headline", "description", "instruction", "web", "contact", "parameter*", "area*",
 )  # fmt: skip
 CN_CODE_SPEC = _spec("method*")
+CN_METHOD_SPEC = _spec("methodName", "message", "audienceGrp", "audiencePrt*")  # audiencePrt + audenceprt merge
 # methodName / message / audienceGrp / audiencePrt are matched case-insensitively (real feeds: `audenceprt`).
 CN_METHOD_NAMES = {
     "methodname": "methodName",
@@ -141,6 +143,20 @@ def namespace(tag: str) -> str:
 # --- generic walking -------------------------------------------------------------------------------------------
 
 
+_FULL_SPECS: dict[tuple[int, str], dict[str, tuple[str, int, bool]]] = {}  # keyed by id(): module-level specs only
+
+
+def _full_spec(spec: Spec, ns: str) -> dict[str, tuple[str, int, bool]]:
+    """The spec keyed by the full lxml tag ('{ns}local' or 'local'), cached."""
+    key = (id(spec), ns)
+    full = _FULL_SPECS.get(key)
+    if full is None:
+        prefix = "{" + ns + "}" if ns else ""
+        full = {prefix + name: (name, idx, rep) for name, (idx, rep) in spec.items()}
+        _FULL_SPECS[key] = full
+    return full
+
+
 def group_children(
     ctx: Ctx,
     el: Element,
@@ -154,39 +170,39 @@ def group_children(
 ) -> dict[str, list[Element]]:
     """Sort ``el``'s children by local name, reporting unknown, misplaced and repeated elements."""
     groups: dict[str, list[Element]] = {}
-    prefix = "{" + ns + "}" if ns else ""
-    plen = len(prefix)
+    full = _full_spec(spec, ns)
     last = -1
     disorder: tuple[str, str, Element] | None = None
     last_name = ""
+    repeated = False
     for child in el:
         tag = child.tag
-        if not isinstance(tag, str):
-            continue
-        if ns:
-            if not tag.startswith(prefix):
-                _foreign(ctx, child, path, tag, allow_signature)
-                continue
-            local = tag[plen:]
-        else:
-            if tag[0] == "{":
-                _foreign(ctx, child, path, tag, allow_signature)
-                continue
-            local = tag
-        entry = spec.get(local)
-        if entry is None and rename is not None:
-            renamed = rename(local)
-            if renamed is not None:
-                local = renamed
-                entry = spec.get(local)
+        entry = full.get(tag)  # type: ignore[arg-type]
         if entry is None:
-            ctx.err(f"{path}/{local}", "unknown element", child)
-            continue
-        idx = entry[0]
+            if not isinstance(tag, str):
+                continue  # comment / PI (normally removed by the parser)
+            if ns:
+                if not tag.startswith("{" + ns + "}"):
+                    _foreign(ctx, child, path, tag, allow_signature)
+                    continue
+                local = tag[len(ns) + 2 :]
+            else:
+                if tag[0] == "{":
+                    _foreign(ctx, child, path, tag, allow_signature)
+                    continue
+                local = tag
+            renamed = rename(local) if rename is not None else None
+            spec_entry = spec.get(renamed) if renamed is not None else None
+            if renamed is None or spec_entry is None:
+                ctx.err(f"{path}/{local}", "unknown element", child)
+                continue
+            entry = (renamed, *spec_entry)
+        local, idx, _rep = entry
         if check_order:
-            if idx < last and disorder is None:
-                disorder = (local, last_name, child)
-            if idx > last:
+            if idx < last:
+                if disorder is None:
+                    disorder = (local, last_name, child)
+            else:
                 last = idx
                 last_name = local
         lst = groups.get(local)
@@ -194,9 +210,11 @@ def group_children(
             groups[local] = [child]
         else:
             lst.append(child)
-    for name, lst in groups.items():
-        if len(lst) > 1 and not spec[name][1]:
-            ctx.err(f"{path}/{name}", f"appears {len(lst)} times, allowed once", lst[1])
+            repeated = True
+    if repeated:
+        for name, lst in groups.items():
+            if len(lst) > 1 and not spec[name][1]:
+                ctx.err(f"{path}/{name}", f"appears {len(lst)} times, allowed once", lst[1])
     if disorder is not None:
         ctx.warn(path, f"element order differs from CAP: <{disorder[0]}> after <{disorder[1]}> (accepted)", disorder[2])
     return groups
@@ -273,36 +291,45 @@ def _tz(spec: str) -> timezone:
     return tz
 
 
-def parse_datetime(
-    ctx: Ctx, raw: str, path: str, el: Element | None, *, allow_space: bool = False
-) -> datetime | None:
-    """A CAP dateTime → aware datetime; 'Z' accepted with a warning; no zone → error."""
+@lru_cache(maxsize=4096)
+def _datetime_from(raw: str, allow_space: bool) -> tuple[datetime | None, str | None, str | None]:
+    """(value, error, warning) for one dateTime string; cached because the same stamps recur."""
     m = _DT_RE.match(raw)
     if m is None:
-        ctx.err(path, f"{raw!r} is not a dateTime (expected YYYY-MM-DDThh:mm:ss+hh:mm)", el)
-        return None
+        return None, f"{raw!r} is not a dateTime (expected YYYY-MM-DDThh:mm:ss+hh:mm)", None
     if m.group(4) == " " and not allow_space:
-        ctx.err(path, f"{raw!r}: date and time must be separated by 'T'", el)
-        return None
+        return None, f"{raw!r}: date and time must be separated by 'T'", None
     zone = m.group(9)
     if zone is None:
-        ctx.err(path, f"{raw!r} has no time zone", el)
-        return None
+        return None, f"{raw!r} has no time zone", None
+    warning = None
     try:
         if zone == "Z":
-            ctx.warn(path, f"{raw!r} uses 'Z'; CAP 1.2 requires a numeric offset such as +00:00 (accepted)", el)
+            warning = f"{raw!r} uses 'Z'; CAP 1.2 requires a numeric offset such as +00:00 (accepted)"
             tz: timezone = UTC
         else:
             tz = _tz(zone)
         frac = m.group(8)
         micro = int((frac + "000000")[:6]) if frac else 0
-        return datetime(
+        value = datetime(
             int(m.group(1)), int(m.group(2)), int(m.group(3)),
             int(m.group(5)), int(m.group(6)), int(m.group(7)), micro, tzinfo=tz,
         )  # fmt: skip
     except ValueError:
-        ctx.err(path, f"{raw!r} is not a valid date and time", el)
-        return None
+        return None, f"{raw!r} is not a valid date and time", None
+    return value, None, warning
+
+
+def parse_datetime(
+    ctx: Ctx, raw: str, path: str, el: Element | None, *, allow_space: bool = False
+) -> datetime | None:
+    """A CAP dateTime → aware datetime; 'Z' accepted with a warning; no zone → error."""
+    value, error, warning = _datetime_from(raw, allow_space)
+    if error is not None:
+        ctx.err(path, error, el)
+    elif warning is not None:
+        ctx.warn(path, warning, el)
+    return value
 
 
 def _opt_datetime(
@@ -729,7 +756,6 @@ def _cn_channel_texts(ctx: Ctx, code_els: list[Element] | None, path: str, codes
     out: list[ChannelText] = []
     if not code_els:
         return out
-    method_spec = _spec("methodName", "message", "audienceGrp", "audiencePrt*")  # audiencePrt + audenceprt merge
     for ci, cel in enumerate(code_els, 1):
         cpath = f"{path}/code[{ci}]"
         if not len(cel):
@@ -740,7 +766,7 @@ def _cn_channel_texts(ctx: Ctx, code_els: list[Element] | None, path: str, codes
         g = group_children(ctx, cel, cpath, CN_CODE_SPEC, "", check_order=False)
         for mi, mel in enumerate(g.get("method", ()), 1):
             mpath = f"{cpath}/method[{mi}]"
-            mg = group_children(ctx, mel, mpath, method_spec, "", check_order=False, rename=_cn_method_rename)
+            mg = group_children(ctx, mel, mpath, CN_METHOD_SPEC, "", check_order=False, rename=_cn_method_rename)
             name = required(ctx, mg, "methodName", mpath, mel)
             message = optional(ctx, mg, "message", mpath)
             groups = _split_ids(optional(ctx, mg, "audienceGrp", mpath))

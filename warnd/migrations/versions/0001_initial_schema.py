@@ -85,7 +85,7 @@ def upgrade() -> None:
         sa.Column("lat", sa.Float(), nullable=True),
         sa.Column("lon", sa.Float(), nullable=True),
         sa.Column("language", sa.String(length=16), nullable=False),
-        sa.Column("push_tokens", sa.JSON(), nullable=True),
+        sa.Column("push_tokens", sa.JSON(none_as_null=True), nullable=True),
         sa.Column("terminal_id", sa.String(length=64), nullable=True),
         sa.Column("source", sa.String(length=10), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),

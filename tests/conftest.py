@@ -1,0 +1,101 @@
+"""Shared fixtures: a copy of the example config in a temp dir, an App on a real SQLite file, CAP builders."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from warnd.app import App
+from warnd.clock import FakeClock
+from warnd.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+CORPUS = ROOT.parent / "shared" / "corpus"
+# The CAP-CN fixtures describe 2024-07-12 05:30 (+08:00); tests run on a clock set just after that.
+FIXTURE_TIME = datetime(2024, 7, 11, 21, 31, tzinfo=UTC)
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    """A writable copy of config/ whose data_dir and templates point into the temp dir / the project."""
+    target = tmp_path / "config"
+    shutil.copytree(ROOT / "config", target)
+    settings = yaml.safe_load((target / "warnd.yaml").read_text(encoding="utf-8"))
+    settings["data_dir"] = str(tmp_path / "data")
+    settings["templates"] = str(ROOT / "templates")
+    (target / "warnd.yaml").write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
+    return target
+
+
+def edit_yaml(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+@pytest.fixture
+def config(config_dir: Path) -> Config:
+    return load_config(config_dir)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(FIXTURE_TIME)
+
+
+@pytest.fixture
+async def app(config: Config, clock: FakeClock) -> AsyncIterator[App]:
+    application = App(config, clock=clock)
+    await application.start(channels=True)
+    yield application
+    await application.close()
+
+
+def cap_cn(*, identifier: str = "50022841600000_20240712053000", msg_type: str = "Alert",
+           status: str = "Actual", event_code: str = "11B03", event: str = "暴雨", severity: str = "Red",
+           geocode: str = "500228000000", references: str = "", sent: str = "2024-07-12 05:30:00+08:00",
+           expires: str = "2024-07-12 17:30:00+08:00", description: str | None = None,
+           polygon: str | None = None, sms_text: str | None = None, note: str = "") -> bytes:
+    """A CAP-CN (GB/T 35965.1-shaped) message."""
+    colour = {"Red": "红色", "Orange": "橙色", "Yellow": "黄色", "Blue": "蓝色"}.get(severity, "")
+    description = description or (f"梁平区气象台发布{event}{colour}预警信号：预计未来3小时梁平区大部将出现"
+                                  "100毫米以上降雨，请注意防范山洪、滑坡、泥石流和城乡积涝。")
+    method = (f"<code><method><methodName>SMS</methodName><message>{sms_text}</message></method></code>"
+              if sms_text else "")
+    area = f"<geocode>{geocode}</geocode>" if geocode else ""
+    if polygon:
+        area += f"<polygon>{polygon}</polygon>"
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<alert>
+  <identifier>{identifier}</identifier>
+  <sender>梁平区气象台</sender>
+  <senderCode>50022841600000</senderCode>
+  <sendTime>{sent}</sendTime>
+  <status>{status}</status>
+  <msgType>{msg_type}</msgType>
+  <scope>Public</scope>
+  {method}
+  <references>{references}</references>
+  <note>{note}</note>
+  <info>
+    <language>zh-CN</language>
+    <eventType>{event_code}</eventType>
+    <event>{event}</event>
+    <urgency>Immediate</urgency>
+    <severity>{severity}</severity>
+    <certainty>Likely</certainty>
+    <effective>{sent}</effective>
+    <expires>{expires}</expires>
+    <senderName>值班预报员</senderName>
+    <headline>梁平区气象台发布{event}{colour}预警</headline>
+    <description>{description}</description>
+    <area><areaDesc>重庆市梁平区</areaDesc>{area}</area>
+  </info>
+</alert>""".encode()
