@@ -191,6 +191,8 @@ class _Language:
 
 
 class Renderer:
+    """Renders channel templates for alert revisions; one instance per process, safe to share."""
+
     def __init__(
         self, templates_dir: Path, *, default_language: str = "zh-CN", timezone: str = "Asia/Shanghai"
     ):
@@ -556,7 +558,12 @@ class Renderer:
         if signature:
             own = f"【{signature.strip().strip('【】')}】"
             content = content.removeprefix(own).lstrip()
-        content = sms.sanitize_content(_with_marker(collapse(content), marker))
+        # 【】 is stripped from the content (carriers reject it there) but the drill marker keeps its brackets:
+        # the issue that defines drills asks for 【演练】/【测试】 on every channel.
+        content = collapse(content)
+        if marker:
+            content = content.removeprefix(marker).lstrip()
+        content = _with_marker(sms.sanitize_content(content), marker)
         content, cut = sms.truncate(content, max_chars or sms.DEFAULT_MAX_CHARS)
         body = sms.sign(signature, content)
         bare = signature.strip().strip("【】") if signature else None
@@ -686,7 +693,7 @@ def collapse(text: str) -> str:
 
 
 def _with_marker(text: str, marker: str) -> str:
-    if marker and not text.startswith(marker):
+    if marker and not text.startswith(marker.strip()):
         return marker + text
     return text
 

@@ -223,9 +223,9 @@ def test_self_contained_description_is_not_repeated(renderer: Renderer) -> None:
 def test_drill_marker_at_the_very_start_of_every_channel(renderer: Renderer, drill: str, marker: str) -> None:
     for action in ACTIONS:
         sms, spoken, push = render_all(renderer, context("11B03", "orange", action, drill=drill))
-        # 【】 may not appear inside SMS content: the marker is there in its SMS-safe form
-        assert sms.data["content"].startswith(f"〔{marker}〕")
-        assert sms.body.startswith(f"【{SIGNATURE}】〔{marker}〕")
+        # the issue asks for 【演练】/【测试】 on every channel; other 【】 in SMS content are made safe
+        assert sms.data["content"].startswith(f"【{marker}】")
+        assert sms.body.startswith(f"【{SIGNATURE}】【{marker}】")
         assert spoken.body.startswith(f"【{marker}】")
         assert push.title is not None and push.title.startswith(f"【{marker}】")
         assert push.body.startswith(f"【{marker}】")
@@ -244,7 +244,7 @@ def test_renderer_adds_a_forgotten_drill_marker(tmp_path: Path) -> None:
     (tmp_path / "zh-CN" / "loudspeaker.j2").write_text("{{ hazard_name }}预警", encoding="utf-8")
     renderer = Renderer(tmp_path)
     sms = renderer.render("sms", "zh-CN", context(drill="exercise"), style="sms", signature="签名")
-    assert sms.body == "【签名】〔演练〕暴雨预警"
+    assert sms.body == "【签名】【演练】暴雨预警"
     spoken = renderer.render("loudspeaker", "zh-CN", context(drill="test"), style="spoken")
     assert spoken.body == "【测试】暴雨预警"
 
@@ -261,7 +261,7 @@ def test_channel_text_is_preferred_for_sms(renderer: Renderer) -> None:
     drill = renderer.render(
         "sms", "zh-CN", context(channel_text="请立即转移。", drill="exercise"), style="sms"
     )
-    assert drill.body == "〔演练〕请立即转移。"
+    assert drill.body == "【演练】请立即转移。"
 
 
 def test_channel_text_is_used_by_loudspeaker_and_push(renderer: Renderer) -> None:
