@@ -37,16 +37,19 @@ class TokenBucket:
         self._lock = asyncio.Lock()
 
     async def take(self, n: float) -> None:
+        """Take ``n`` tokens, waiting as needed; a request larger than the burst is paid in burst-sized parts."""
         async with self._lock:
-            n = min(n, self.burst)
-            while True:
+            remaining = n
+            while remaining > 0:
                 now = self.clock.now()
                 self.tokens = min(self.burst, self.tokens + (now - self.updated).total_seconds() * self.rate)
                 self.updated = now
-                if self.tokens >= n:
-                    self.tokens -= n
-                    return
-                await self.clock.sleep((n - self.tokens) / self.rate)
+                portion = min(remaining, self.burst)
+                if self.tokens >= portion:
+                    self.tokens -= portion
+                    remaining -= portion
+                else:
+                    await self.clock.sleep((portion - self.tokens) / self.rate)
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
