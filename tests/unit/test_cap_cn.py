@@ -117,15 +117,18 @@ def test_gbk_encoded_document() -> None:
 
 
 def test_cn_alert_inside_atom() -> None:
-    body = alert_red().split(b"?>", 1)[1].decode().replace("<alert>", '<alert xmlns="">', 1)  # undo Atom default ns
+    body = (
+        alert_red().split(b"?>", 1)[1].decode().replace("<alert>", '<alert xmlns="">', 1)
+    )  # undo Atom default ns
     feed = f"""<feed xmlns="http://www.w3.org/2005/Atom"><id>urn:cq</id><title>重庆预警</title>
-<entry><id>urn:1</id><title>暴雨红色预警</title><content type="application/xml">{body}</content></entry></feed>"""
+<entry><id>urn:1</id><title>暴雨红色预警</title>
+<content type="application/xml">{body}</content></entry></feed>"""
     result = parse(feed.encode())
     assert result.alerts[0].alert.profile == "cap-cn"
     assert parse_alert(result.alerts[0].xml).identifier == "50022841600000_20240712053000"
 
 
-# --- errors and warnings ---------------------------------------------------------------------------------------
+# --- errors and warnings ----------------------------------------------------------------------------------
 
 
 def paths(data: bytes) -> list[str]:
@@ -155,26 +158,37 @@ def test_oasis_severity_word_accepted_with_warning() -> None:
 
 
 def test_send_time_without_zone() -> None:
-    data = edit(alert_red(), "<sendTime>2024-07-12 05:30:00+08:00</sendTime>", "<sendTime>2024-07-12 05:30:00</sendTime>")
+    data = edit(
+        alert_red(),
+        "<sendTime>2024-07-12 05:30:00+08:00</sendTime>",
+        "<sendTime>2024-07-12 05:30:00</sendTime>",
+    )
     with pytest.raises(InvalidDocument) as exc:
         parse(data)
-    assert str(exc.value.issues[0]).startswith("alert/sendTime (line 6): '2024-07-12 05:30:00' has no time zone")
+    assert str(exc.value.issues[0]).startswith(
+        "alert/sendTime (line 6): '2024-07-12 05:30:00' has no time zone"
+    )
 
 
 def test_update_with_empty_references_is_an_error() -> None:
-    data = edit(fixture("cn_liangping_rainstorm_red_update.xml"),
-                "<references>50022841600000_20240712053000</references>", "<references/>")  # fmt: skip
+    data = edit(
+        fixture("cn_liangping_rainstorm_red_update.xml"),
+        "<references>50022841600000_20240712053000</references>",
+        "<references/>",
+    )
     assert "alert/references" in paths(data)
 
 
 def test_sender_code_not_14_digits_warns() -> None:
-    a = parse_alert(edit(alert_red(), "<senderCode>50022841600000</senderCode>", "<senderCode>500228416</senderCode>"))
+    a = parse_alert(
+        edit(alert_red(), "<senderCode>50022841600000</senderCode>", "<senderCode>500228416</senderCode>")
+    )
     assert a.sender_code == "500228416"
     assert any(w.path == "alert/senderCode" for w in a.warnings)
 
 
 def test_cn_is_strict_about_other_element_names() -> None:
-    data = edit(alert_red(), "<headline>", "<Headline>").replace("</headline>".encode(), b"</Headline>")
+    data = edit(alert_red(), "<headline>", "<Headline>").replace(b"</headline>", b"</Headline>")
     assert "alert/info[1]/Headline" in paths(data)
 
 

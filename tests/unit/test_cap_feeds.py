@@ -12,7 +12,9 @@ from warnd.cap import InvalidDocument, parse, parse_alert
 CAP11 = "urn:oasis:names:tc:emergency:cap:1.1"
 
 
-def cap_alert(identifier: str = "ID-1", *, ns: str = CAP11, prefix: str = "", urgency: str = "Expected") -> str:
+def cap_alert(
+    identifier: str = "ID-1", *, ns: str = CAP11, prefix: str = "", urgency: str = "Expected"
+) -> str:
     p = f"{prefix}:" if prefix else ""
     decl = f'xmlns:{prefix}="{ns}"' if prefix else f'xmlns="{ns}"'
     return f"""<{p}alert {decl}>
@@ -38,7 +40,7 @@ def entry(body: str, *, eid: str = "<id>urn:e1</id>", title: str = "<title>t</ti
     return f"<entry>{eid}{title}<updated>2012-08-30T04:07:00-06:00</updated>{body}</entry>"
 
 
-# --- ATOM ------------------------------------------------------------------------------------------------------
+# --- ATOM -------------------------------------------------------------------------------------------------
 
 
 def test_fat_atom_embedded_alert_and_own_bytes() -> None:
@@ -71,13 +73,19 @@ def test_fat_atom_invalid_alert_is_rejected_others_kept() -> None:
 
 def test_thin_atom_links() -> None:
     entries = (
-        entry('<link rel="alternate" type="text/html" href="http://x/1.html"/>'
-              '<link rel="related" type="application/cap+xml" href="http://x/cap/1"/>')  # fmt: skip
+        entry(
+            '<link rel="alternate" type="text/html" href="http://x/1.html"/>'
+            '<link rel="related" type="application/cap+xml" href="http://x/cap/1"/>'
+        )
         + entry('<link href="http://x/wwacapget.php?x=2"/>', eid="<id>urn:e2</id>")
         + entry('<link rel="alternate" href="http://x/3.cap"/>', eid="<id>urn:e3</id>")
     )
     result = parse(atom(entries))
-    assert [link.url for link in result.links] == ["http://x/cap/1", "http://x/wwacapget.php?x=2", "http://x/3.cap"]
+    assert [link.url for link in result.links] == [
+        "http://x/cap/1",
+        "http://x/wwacapget.php?x=2",
+        "http://x/3.cap",
+    ]
     assert result.links[0].entry_id == "urn:e1"
     assert result.links[0].title == "t"
     assert result.links[0].updated == "2012-08-30T04:07:00-06:00"
@@ -111,7 +119,7 @@ def test_atom_feed_level_violations(data: bytes, path: str) -> None:
     assert path in [i.path for i in exc.value.issues]
 
 
-# --- RSS -------------------------------------------------------------------------------------------------------
+# --- RSS --------------------------------------------------------------------------------------------------
 
 
 def rss(items: str) -> bytes:
@@ -125,7 +133,7 @@ def test_rss_index_links() -> None:
         "<item><title>A</title><link>http://x/GetCapAlert.aspx?capID=1</link><guid>G1</guid>"
         "<pubDate>Fri, 04 Feb 2011 20:20:00 GMT</pubDate></item>"
         "<item><description>B</description><link>http://x/b.cap</link><guid>G2</guid></item>"
-        '<item><title>C</title><link>http://x/c.html</link><guid>G3</guid>'
+        "<item><title>C</title><link>http://x/c.html</link><guid>G3</guid>"
         '<enclosure url="http://x/c.cap" type="application/cap+xml" length="1"/></item>'
     )
     result = parse(rss(items))
@@ -152,7 +160,7 @@ def test_rss_item_violations(item: str, path: str) -> None:
     assert path in [i.path for i in exc.value.issues]
 
 
-# --- EDXL-DE ---------------------------------------------------------------------------------------------------
+# --- EDXL-DE ----------------------------------------------------------------------------------------------
 
 
 def edxl(*alerts: str) -> bytes:
@@ -186,7 +194,7 @@ def test_edxl_de_missing_header_is_invalid() -> None:
         parse(data)
 
 
-# --- NWS JSON --------------------------------------------------------------------------------------------------
+# --- NWS JSON ---------------------------------------------------------------------------------------------
 
 
 def feature(**overrides: Any) -> dict[str, Any]:
@@ -195,9 +203,13 @@ def feature(**overrides: Any) -> dict[str, Any]:
         "areaDesc": "Chaffee County",
         "geocode": {"SAME": ["008015"], "UGC": ["COC015"]},
         "references": [
-            {"@id": "x", "identifier": "urn:oid:2.49.0.1.840.0.old.001.1", "sender": "w-nws.webmaster@noaa.gov",
-             "sent": "2024-07-15T13:00:00-06:00"}
-        ],  # fmt: skip
+            {
+                "@id": "x",
+                "identifier": "urn:oid:2.49.0.1.840.0.old.001.1",
+                "sender": "w-nws.webmaster@noaa.gov",
+                "sent": "2024-07-15T13:00:00-06:00",
+            }
+        ],
         "sent": "2024-07-15T14:00:00-06:00",
         "effective": "2024-07-15T14:00:00-06:00",
         "expires": "2024-07-15T15:15:00-06:00",
@@ -218,8 +230,16 @@ def feature(**overrides: Any) -> dict[str, Any]:
         "eventCode": {"SAME": ["FFW"]},
     }
     props.update(overrides)
-    geometry = {"type": "Polygon", "coordinates": [[[-106.1, 38.7], [-106.0, 38.7], [-106.0, 38.8], [-106.1, 38.7]]]}
-    return {"type": "Feature", "id": "https://api.weather.gov/alerts/x", "geometry": geometry, "properties": props}
+    geometry = {
+        "type": "Polygon",
+        "coordinates": [[[-106.1, 38.7], [-106.0, 38.7], [-106.0, 38.8], [-106.1, 38.7]]],
+    }
+    return {
+        "type": "Feature",
+        "id": "https://api.weather.gov/alerts/x",
+        "geometry": geometry,
+        "properties": props,
+    }
 
 
 def test_nws_feature_collection() -> None:

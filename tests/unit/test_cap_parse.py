@@ -66,7 +66,7 @@ def paths_of(data: bytes) -> list[str]:
     return [i.path for i in exc.value.issues]
 
 
-# --- happy path ---------------------------------------------------------------------------------------------
+# --- happy path -------------------------------------------------------------------------------------------
 
 
 def test_minimal_cap12_fields_and_aware_datetimes() -> None:
@@ -135,7 +135,9 @@ def test_full_info_polygon_circle_geocode_resource_parameters() -> None:
 
 
 def test_update_references_parsed() -> None:
-    refs = "<references>a@b.c,ID-1,2024-07-12T05:00:00+08:00 a@b.c,ID-2,2024-07-12T05:10:00+08:00</references>"
+    refs = (
+        "<references>a@b.c,ID-1,2024-07-12T05:00:00+08:00 a@b.c,ID-2,2024-07-12T05:10:00+08:00</references>"
+    )
     a = parse_alert(cap12(alert_extra=refs, msg_type="Update"))
     assert [r.identifier for r in a.references] == ["ID-1", "ID-2"]
     assert a.references[0].sender == "a@b.c"
@@ -164,7 +166,7 @@ def test_cap10_legacy_pairs_and_very_likely() -> None:
     assert i.areas[0].geocodes == (("fips6", "006025"),)
 
 
-# --- validation errors -----------------------------------------------------------------------------------------
+# --- validation errors ------------------------------------------------------------------------------------
 
 
 def test_missing_scope_names_element_and_line() -> None:
@@ -211,8 +213,10 @@ def test_alert_enumerations(field: str, value: str) -> None:
 def test_info_enumerations_and_empty_values_name_the_info() -> None:
     info = """<info><category>Weather</category><event>x</event><responseType>Run</responseType>
       <urgency></urgency><severity>Bad</severity><certainty/></info>"""
-    second = "<info><category>Met</category><event>y</event><urgency>Past</urgency>" \
-        "<severity>Minor</severity><certainty>Observed</certainty></info>"  # fmt: skip
+    second = (
+        "<info><category>Met</category><event>y</event><urgency>Past</urgency>"
+        "<severity>Minor</severity><certainty>Observed</certainty></info>"
+    )
     paths = paths_of(cap12(info=second + info))
     for p in ("category", "responseType[1]", "urgency", "severity", "certainty"):
         assert f"alert/info[2]/{p}" in paths
@@ -311,7 +315,8 @@ def test_repeated_single_element_is_an_error() -> None:
 
 def test_element_order_warns_but_accepts() -> None:
     data = cap12().replace(
-        b"<status>Actual</status>\n  <msgType>Alert</msgType>", b"<msgType>Alert</msgType><status>Actual</status>"
+        b"<status>Actual</status>\n  <msgType>Alert</msgType>",
+        b"<msgType>Alert</msgType><status>Actual</status>",
     )
     a = parse_alert(data)
     assert any("order" in w.message and w.path == "alert" for w in a.warnings)
@@ -323,7 +328,7 @@ def test_mime_type_required_in_cap12_resource() -> None:
     assert "alert/info[1]/resource[1]/mimeType" in paths_of(cap12(info=info))
 
 
-# --- hardened XML --------------------------------------------------------------------------------------------
+# --- hardened XML -----------------------------------------------------------------------------------------
 
 
 def test_doctype_rejected_before_entities() -> None:
@@ -337,15 +342,19 @@ def test_doctype_rejected_before_entities() -> None:
 
 
 def test_doctype_after_comment_and_in_utf16_rejected() -> None:
-    doc = '<?xml version="1.0" encoding="UTF-16"?><!-- c --><!DOCTYPE a SYSTEM "http://127.0.0.1:9/x.dtd"><a/>'
+    doc = (
+        '<?xml version="1.0" encoding="UTF-16"?><!-- c --><!DOCTYPE a SYSTEM "http://127.0.0.1:9/x.dtd"><a/>'
+    )
     for data in (doc.replace("UTF-16", "UTF-8").encode(), doc.encode("utf-16")):
         with pytest.raises(InvalidDocument, match="DOCTYPE"):
             parse(data)
 
 
 def test_cdata_doctype_text_is_not_a_doctype() -> None:
-    info = _area_info("").replace("<event>x</event>", "<event>x</event>").replace(
-        "<areaDesc>d</areaDesc>", "<areaDesc><![CDATA[<!DOCTYPE html> d]]></areaDesc>"
+    info = (
+        _area_info("")
+        .replace("<event>x</event>", "<event>x</event>")
+        .replace("<areaDesc>d</areaDesc>", "<areaDesc><![CDATA[<!DOCTYPE html> d]]></areaDesc>")
     )
     assert parse_alert(cap12(info=info)).infos[0].areas[0].desc == "<!DOCTYPE html> d"
 
@@ -385,7 +394,9 @@ def test_undefined_entity_is_rejected() -> None:
 
 
 def test_declared_latin1_is_honoured() -> None:
-    data = cap12(header='<?xml version="1.0" encoding="ISO-8859-1"?>\n').decode().replace("Somewhere", "Cañada")
+    data = (
+        cap12(header='<?xml version="1.0" encoding="ISO-8859-1"?>\n').decode().replace("Somewhere", "Cañada")
+    )
     a = parse_alert(data.encode("iso-8859-1"))
     assert a.infos[0].areas[0].desc == "Cañada"
 
@@ -485,7 +496,7 @@ def test_xxe_never_fetches() -> None:
         srv.close()
 
 
-# --- build_cap_xml ---------------------------------------------------------------------------------------------
+# --- build_cap_xml ----------------------------------------------------------------------------------------
 
 
 def test_build_round_trip() -> None:
@@ -545,3 +556,9 @@ def test_build_rejects_invalid_values() -> None:
         build_cap_xml(identifier="x", sender="s", sent=datetime(2024, 1, 1), event="e")
     with pytest.raises(ValueError, match="sender and sent"):
         build_cap_xml(identifier="x", sender="s", msg_type="Cancel", references=[Reference("old")], event="e")
+
+
+def test_offset_without_colon_accepted_with_warning() -> None:
+    a = parse_alert(cap12(sent="2024-04-29T22:00:00-0700"))
+    assert a.sent.utcoffset() == timedelta(hours=-7)
+    assert any(w.path == "alert/sent" and "colon" in w.message for w in a.warnings)

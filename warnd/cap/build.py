@@ -25,7 +25,8 @@ def _fmt_dt(value: datetime, name: str) -> str:
     total = int(off.total_seconds())
     sign = "-" if total < 0 else "+"
     total = abs(total)
-    return f"{value.replace(microsecond=0, tzinfo=None).isoformat()}{sign}{total // 3600:02d}:{total % 3600 // 60:02d}"
+    local = value.replace(microsecond=0, tzinfo=None).isoformat()
+    return f"{local}{sign}{total // 3600:02d}:{total % 3600 // 60:02d}"
 
 
 def _fmt_num(x: float) -> str:

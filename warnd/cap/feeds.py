@@ -1,7 +1,7 @@
 """Containers that carry CAP: ATOM (fat and thin), RSS 2.0 indexes, and EDXL-DE 1.0 distributions.
 
-Feed-level problems (a feed or entry without id/title/link, unknown Atom elements, CAP alerts placed outside an
-entry) reject the whole payload. An invalid *embedded* alert only rejects that alert: it goes to
+Feed-level problems (a feed or entry without id/title/link, unknown Atom elements, CAP alerts placed outside
+an entry) reject the whole payload. An invalid *embedded* alert only rejects that alert: it goes to
 ``ParseResult.rejected`` and the valid ones still count.
 """
 
@@ -21,16 +21,46 @@ EDXL_DE_NS = "urn:oasis:names:tc:emergency:EDXL:DE:1.0"
 CAP_MIME_TYPES = ("application/cap+xml",)
 
 FEED_ELEMENTS = frozenset(
-    ("author", "category", "contributor", "generator", "icon", "id", "link", "logo", "rights", "subtitle", "title",
-     "updated", "entry")
-)  # fmt: skip
+    (
+        "author",
+        "category",
+        "contributor",
+        "generator",
+        "icon",
+        "id",
+        "link",
+        "logo",
+        "rights",
+        "subtitle",
+        "title",
+        "updated",
+        "entry",
+    )
+)
 ENTRY_ELEMENTS = frozenset(
-    ("author", "category", "content", "contributor", "id", "link", "published", "rights", "source", "summary",
-     "title", "updated")
-)  # fmt: skip
+    (
+        "author",
+        "category",
+        "content",
+        "contributor",
+        "id",
+        "link",
+        "published",
+        "rights",
+        "source",
+        "summary",
+        "title",
+        "updated",
+    )
+)
 EDXL_REQUIRED = (
-    "distributionID", "senderID", "dateTimeSent", "distributionStatus", "distributionType", "combinedConfidentiality",
-)  # fmt: skip
+    "distributionID",
+    "senderID",
+    "dateTimeSent",
+    "distributionStatus",
+    "distributionType",
+    "combinedConfidentiality",
+)
 
 
 def _text(el: Element | None) -> str:
@@ -59,13 +89,13 @@ def _cap_alerts_in(el: Element) -> list[Element]:
     return [c for c in el if isinstance(c.tag, str) and is_cap_alert(c)]
 
 
-# --- ATOM ------------------------------------------------------------------------------------------------------
+# --- ATOM -------------------------------------------------------------------------------------------------
 
 
 def _atom_children(
     el: Element, path: str, allowed: frozenset[str], errors: list[Issue]
 ) -> tuple[dict[str, list[Element]], list[Element]]:
-    """Atom children by name; foreign markup is allowed (returned separately), unknown Atom elements are not."""
+    """Atom children by name; foreign markup is allowed (returned apart), unknown Atom elements are not."""
     groups: dict[str, list[Element]] = {}
     foreign: list[Element] = []
     prefix = "{" + ATOM_NS + "}"
@@ -76,7 +106,9 @@ def _atom_children(
         if tag.startswith(prefix):
             name = tag[len(prefix) :]
             if name not in allowed:
-                errors.append(Issue(f"{path}/{name}", "unknown element in the Atom namespace", child.sourceline))
+                errors.append(
+                    Issue(f"{path}/{name}", "unknown element in the Atom namespace", child.sourceline)
+                )
                 continue
             groups.setdefault(name, []).append(child)
         else:
@@ -84,8 +116,9 @@ def _atom_children(
     return groups, foreign
 
 
-def _required_atom(groups: dict[str, list[Element]], name: str, path: str, parent: Element,
-                   errors: list[Issue]) -> str | None:  # fmt: skip
+def _required_atom(
+    groups: dict[str, list[Element]], name: str, path: str, parent: Element, errors: list[Issue]
+) -> str | None:
     els = groups.get(name)
     if not els:
         errors.append(Issue(f"{path}/{name}", "required element missing", parent.sourceline))
@@ -128,7 +161,9 @@ def parse_atom(root: Element) -> ParseResult:
     _required_atom(groups, "id", path, root, errors)
     _required_atom(groups, "title", path, root, errors)
     if "updated" not in groups:
-        result.warnings.append(Issue(f"{path}/updated", "required element missing (accepted)", root.sourceline))
+        result.warnings.append(
+            Issue(f"{path}/updated", "required element missing (accepted)", root.sourceline)
+        )
     for i, entry in enumerate(groups.get("entry", ()), 1):
         epath = f"{path}/entry[{i}]"
         eg, eforeign = _atom_children(entry, epath, ENTRY_ELEMENTS, errors)
@@ -140,8 +175,9 @@ def parse_atom(root: Element) -> ParseResult:
             embedded.extend((a, f"{epath}/content/alert") for a in _cap_alerts_in(content))
         for el in eforeign:
             if is_cap_alert(el):
-                result.warnings.append(Issue(f"{epath}/alert", "CAP alert outside <content> (accepted)",
-                                             el.sourceline))  # fmt: skip
+                result.warnings.append(
+                    Issue(f"{epath}/alert", "CAP alert outside <content> (accepted)", el.sourceline)
+                )
                 embedded.append((el, f"{epath}/alert"))
         if embedded:
             for n, (el, apath) in enumerate(embedded, 1):
@@ -149,7 +185,9 @@ def parse_atom(root: Element) -> ParseResult:
             continue
         url = _cap_link(eg.get("link", []))
         if url is None:
-            errors.append(Issue(epath, "no embedded CAP alert and no link to a CAP document", entry.sourceline))
+            errors.append(
+                Issue(epath, "no embedded CAP alert and no link to a CAP document", entry.sourceline)
+            )
             continue
         result.links.append(FeedLink(url=url, entry_id=entry_id, updated=updated, title=title))
     if errors:
@@ -157,24 +195,27 @@ def parse_atom(root: Element) -> ParseResult:
     return result
 
 
-# --- RSS 2.0 ---------------------------------------------------------------------------------------------------
+# --- RSS 2.0 ----------------------------------------------------------------------------------------------
 
 
 def parse_rss(root: Element) -> ParseResult:
     errors: list[Issue] = []
     result = ParseResult(kind="rss")
     if root.get("version") != "2.0":
-        result.warnings.append(Issue("rss", f"version {root.get('version')!r}, expected '2.0' (accepted)",
-                                     root.sourceline))  # fmt: skip
+        result.warnings.append(
+            Issue("rss", f"version {root.get('version')!r}, expected '2.0' (accepted)", root.sourceline)
+        )
     channels = [c for c in root if c.tag == "channel"]
     if len(channels) != 1:
-        raise InvalidDocument([Issue("rss/channel", f"expected exactly one <channel>, found {len(channels)}",
-                                     root.sourceline)])  # fmt: skip
+        raise InvalidDocument(
+            [Issue("rss/channel", f"expected exactly one <channel>, found {len(channels)}", root.sourceline)]
+        )
     channel = channels[0]
     for name in ("title", "link", "description"):
         if channel.find(name) is None:
-            result.warnings.append(Issue(f"rss/channel/{name}", "required element missing (accepted)",
-                                         channel.sourceline))  # fmt: skip
+            result.warnings.append(
+                Issue(f"rss/channel/{name}", "required element missing (accepted)", channel.sourceline)
+            )
     items = [c for c in channel if c.tag == "item"]
     for i, item in enumerate(items, 1):
         ipath = f"rss/channel/item[{i}]"
@@ -200,14 +241,15 @@ def parse_rss(root: Element) -> ParseResult:
         if url is None:
             errors.append(Issue(f"{ipath}/link", "no link to a CAP document", item.sourceline))
             continue
-        result.links.append(FeedLink(url=url, entry_id=guid, updated=_text(item.find("pubDate")) or None,
-                                     title=title))  # fmt: skip
+        result.links.append(
+            FeedLink(url=url, entry_id=guid, updated=_text(item.find("pubDate")) or None, title=title)
+        )
     if errors:
         raise InvalidDocument(errors)
     return result
 
 
-# --- EDXL-DE 1.0 -----------------------------------------------------------------------------------------------
+# --- EDXL-DE 1.0 ------------------------------------------------------------------------------------------
 
 
 def parse_edxl_de(root: Element) -> ParseResult:
@@ -231,18 +273,33 @@ def parse_edxl_de(root: Element) -> ParseResult:
                     if is_cap_alert(child):
                         _add_embedded(result, child, apath)
                     elif namespace(child.tag) in CAP_PROFILES:
-                        result.rejected.append(RejectedItem(
-                            (Issue(f"{opath}/xmlContent/embeddedXMLContent/{local_name(child.tag)}",
-                                   "CAP element is not an <alert>", child.sourceline),), serialize(child)))  # fmt: skip
+                        result.rejected.append(
+                            RejectedItem(
+                                (
+                                    Issue(
+                                        f"{opath}/xmlContent/embeddedXMLContent/{local_name(child.tag)}",
+                                        "CAP element is not an <alert>",
+                                        child.sourceline,
+                                    ),
+                                ),
+                                serialize(child),
+                            )
+                        )
                     else:
-                        result.warnings.append(Issue(
-                            f"{opath}/xmlContent/embeddedXMLContent/{local_name(child.tag)}",
-                            "non-CAP content ignored", child.sourceline))  # fmt: skip
+                        result.warnings.append(
+                            Issue(
+                                f"{opath}/xmlContent/embeddedXMLContent/{local_name(child.tag)}",
+                                "non-CAP content ignored",
+                                child.sourceline,
+                            )
+                        )
         for nx in obj.findall(prefix + "nonXMLContent"):
             mime = _text(nx.find(prefix + "mimeType")).lower()
             uri = _text(nx.find(prefix + "uri"))
             if mime in CAP_MIME_TYPES and uri:
-                result.links.append(FeedLink(url=uri, entry_id=_text(root.find(prefix + "distributionID")) or None))
+                result.links.append(
+                    FeedLink(url=uri, entry_id=_text(root.find(prefix + "distributionID")) or None)
+                )
     if errors:
         raise InvalidDocument(errors)
     return result

@@ -42,7 +42,9 @@ def parse_nws_json(data: bytes) -> ParseResult:
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidDocument([Issue("document", f"not valid JSON: {exc}")]) from None
     if not isinstance(doc, dict):
-        raise InvalidDocument([Issue("document", "JSON document is not an NWS alert Feature or FeatureCollection")])
+        raise InvalidDocument(
+            [Issue("document", "JSON document is not an NWS alert Feature or FeatureCollection")]
+        )
     kind = doc.get("type")
     result = ParseResult(kind="nws-json")
     if kind == "FeatureCollection":
@@ -55,7 +57,9 @@ def parse_nws_json(data: bytes) -> ParseResult:
             raw = _dump(feature)
             if alert is None:
                 ident = feature.get("properties", {}).get("id") if isinstance(feature, dict) else None
-                result.rejected.append(RejectedItem(tuple(ctx.errors), raw, ident if isinstance(ident, str) else None))
+                result.rejected.append(
+                    RejectedItem(tuple(ctx.errors), raw, ident if isinstance(ident, str) else None)
+                )
             else:
                 result.alerts.append(ParsedAlert(alert, raw))
         return result
@@ -65,7 +69,9 @@ def parse_nws_json(data: bytes) -> ParseResult:
             raise InvalidDocument(ctx.errors)
         result.alerts.append(ParsedAlert(alert, _dump(doc)))
         return result
-    raise InvalidDocument([Issue("type", f"JSON type {kind!r} is not an NWS alert Feature or FeatureCollection")])
+    raise InvalidDocument(
+        [Issue("type", f"JSON type {kind!r} is not an NWS alert Feature or FeatureCollection")]
+    )
 
 
 def _dump(obj: Any) -> bytes:
@@ -145,7 +151,9 @@ def _rings(ctx: Ctx, geometry: Any, path: str) -> list[tuple[tuple[float, float]
             ctx.err(f"{path}/coordinates", "malformed polygon")
             continue
         for ri, ring in enumerate(poly, 1):
-            rpath = f"{path}/coordinates[{pi}][{ri}]" if gtype == "MultiPolygon" else f"{path}/coordinates[{ri}]"
+            rpath = (
+                f"{path}/coordinates[{pi}][{ri}]" if gtype == "MultiPolygon" else f"{path}/coordinates[{ri}]"
+            )
             pts: list[tuple[float, float]] = []
             try:
                 for pos in ring:

@@ -44,10 +44,32 @@ CAP12_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP_PROFILES = {CAP10_NS: "cap1.0", CAP11_NS: "cap1.1", CAP12_NS: "cap1.2"}
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 
-CATEGORIES_10 = ("Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra", "Other")
+CATEGORIES_10 = (
+    "Geo",
+    "Met",
+    "Safety",
+    "Security",
+    "Rescue",
+    "Fire",
+    "Health",
+    "Env",
+    "Transport",
+    "Infra",
+    "Other",
+)
 CATEGORIES = (*CATEGORIES_10[:-1], "CBRNE", "Other")
 RESPONSE_TYPES_11 = ("Shelter", "Evacuate", "Prepare", "Execute", "Monitor", "Assess", "None")
-RESPONSE_TYPES_12 = ("Shelter", "Evacuate", "Prepare", "Execute", "Avoid", "Monitor", "Assess", "AllClear", "None")
+RESPONSE_TYPES_12 = (
+    "Shelter",
+    "Evacuate",
+    "Prepare",
+    "Execute",
+    "Avoid",
+    "Monitor",
+    "Assess",
+    "AllClear",
+    "None",
+)
 URGENCIES = ("Immediate", "Expected", "Future", "Past", "Unknown")
 SEVERITIES = ("Extreme", "Severe", "Moderate", "Minor", "Unknown")
 CN_SEVERITIES = ("Red", "Orange", "Yellow", "Blue", "Unknown")
@@ -63,16 +85,41 @@ def _spec(*names: str) -> Spec:
     return {n.rstrip("*"): (i, n.endswith("*")) for i, n in enumerate(names)}
 
 
-_ALERT_TAIL = ("source", "scope", "restriction", "addresses", "code*", "note", "references", "incidents", "info*")
+_ALERT_TAIL = (
+    "source",
+    "scope",
+    "restriction",
+    "addresses",
+    "code*",
+    "note",
+    "references",
+    "incidents",
+    "info*",
+)
 ALERT_SPECS: dict[str, Spec] = {
     "cap1.0": _spec("identifier", "sender", "sent", "status", "msgType", "password", *_ALERT_TAIL),
     "cap1.1": _spec("identifier", "sender", "sent", "status", "msgType", *_ALERT_TAIL),
     "cap1.2": _spec("identifier", "sender", "sent", "status", "msgType", *_ALERT_TAIL),
 }
 _INFO_TAIL = (
-    "urgency", "severity", "certainty", "audience", "eventCode*", "effective", "onset", "expires", "senderName",
-    "headline", "description", "instruction", "web", "contact", "parameter*", "resource*", "area*",
-)  # fmt: skip
+    "urgency",
+    "severity",
+    "certainty",
+    "audience",
+    "eventCode*",
+    "effective",
+    "onset",
+    "expires",
+    "senderName",
+    "headline",
+    "description",
+    "instruction",
+    "web",
+    "contact",
+    "parameter*",
+    "resource*",
+    "area*",
+)
 INFO_SPECS: dict[str, Spec] = {
     "cap1.0": _spec("language", "category*", "event", *_INFO_TAIL),
     "cap1.1": _spec("language", "category*", "event", "responseType*", *_INFO_TAIL),
@@ -88,15 +135,44 @@ PAIR_SPEC = _spec("valueName", "value")
 
 # CAP-CN (GB/T 35965.1). Element order is not checked for this profile.
 CN_ALERT_SPEC = _spec(
-    "identifier", "sender", "senderCode", "sendTime", "status", "msgType", "scope", "restriction", "addresses",
-    "code*", "references", "note", "info*",
-)  # fmt: skip
+    "identifier",
+    "sender",
+    "senderCode",
+    "sendTime",
+    "status",
+    "msgType",
+    "scope",
+    "restriction",
+    "addresses",
+    "code*",
+    "references",
+    "note",
+    "info*",
+)
 CN_INFO_SPEC = _spec(
-    "language", "eventType", "event", "category*", "urgency", "severity", "certainty", "effective", "onset",
-    "expires", "senderName", "headline", "description", "instruction", "web", "contact", "parameter*", "area*",
-)  # fmt: skip
+    "language",
+    "eventType",
+    "event",
+    "category*",
+    "urgency",
+    "severity",
+    "certainty",
+    "effective",
+    "onset",
+    "expires",
+    "senderName",
+    "headline",
+    "description",
+    "instruction",
+    "web",
+    "contact",
+    "parameter*",
+    "area*",
+)
 CN_CODE_SPEC = _spec("method*")
-CN_METHOD_SPEC = _spec("methodName", "message", "audienceGrp", "audiencePrt*")  # audiencePrt + audenceprt merge
+CN_METHOD_SPEC = _spec(
+    "methodName", "message", "audienceGrp", "audiencePrt*"
+)  # audiencePrt + audenceprt merge
 # methodName / message / audienceGrp / audiencePrt are matched case-insensitively (real feeds: `audenceprt`).
 CN_METHOD_NAMES = {
     "methodname": "methodName",
@@ -106,7 +182,7 @@ CN_METHOD_NAMES = {
     "audenceprt": "audiencePrt",
 }
 
-_DT_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)([T ])(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)?\Z")
+_DT_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)([T ])(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)?\Z")
 _TZ_CACHE: dict[str, timezone] = {}
 _SPLIT_LIST = re.compile(r"[,，;；\s]+")
 _ADMIN_CODE = re.compile(r"\d{12}\Z")
@@ -140,10 +216,12 @@ def namespace(tag: str) -> str:
     return tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
 
 
-# --- generic walking -------------------------------------------------------------------------------------------
+# --- generic walking --------------------------------------------------------------------------------------
 
 
-_FULL_SPECS: dict[tuple[int, str], dict[str, tuple[str, int, bool]]] = {}  # keyed by id(): module-level specs only
+_FULL_SPECS: dict[
+    tuple[int, str], dict[str, tuple[str, int, bool]]
+] = {}  # keyed by id(): module-level specs only
 
 
 def _full_spec(spec: Spec, ns: str) -> dict[str, tuple[str, int, bool]]:
@@ -216,7 +294,11 @@ def group_children(
             if len(lst) > 1 and not spec[name][1]:
                 ctx.err(f"{path}/{name}", f"appears {len(lst)} times, allowed once", lst[1])
     if disorder is not None:
-        ctx.warn(path, f"element order differs from CAP: <{disorder[0]}> after <{disorder[1]}> (accepted)", disorder[2])
+        ctx.warn(
+            path,
+            f"element order differs from CAP: <{disorder[0]}> after <{disorder[1]}> (accepted)",
+            disorder[2],
+        )
     return groups
 
 
@@ -283,7 +365,7 @@ def _tz(spec: str) -> timezone:
     tz = _TZ_CACHE.get(spec)
     if tz is None:
         sign = -1 if spec[0] == "-" else 1
-        hours, minutes = int(spec[1:3]), int(spec[4:6])
+        hours, minutes = int(spec[1:3]), int(spec[-2:])
         if minutes >= 60:
             raise ValueError("bad offset minutes")
         tz = UTC if hours == 0 and minutes == 0 else timezone(sign * timedelta(hours=hours, minutes=minutes))
@@ -309,12 +391,20 @@ def _datetime_from(raw: str, allow_space: bool) -> tuple[datetime | None, str | 
             tz: timezone = UTC
         else:
             tz = _tz(zone)
+            if len(zone) == 5:
+                warning = f"{raw!r}: time zone offset without a colon; CAP requires +hh:mm (accepted)"
         frac = m.group(8)
         micro = int((frac + "000000")[:6]) if frac else 0
         value = datetime(
-            int(m.group(1)), int(m.group(2)), int(m.group(3)),
-            int(m.group(5)), int(m.group(6)), int(m.group(7)), micro, tzinfo=tz,
-        )  # fmt: skip
+            int(m.group(1)),
+            int(m.group(2)),
+            int(m.group(3)),
+            int(m.group(5)),
+            int(m.group(6)),
+            int(m.group(7)),
+            micro,
+            tzinfo=tz,
+        )
     except ValueError:
         return None, f"{raw!r} is not a valid date and time", None
     return value, None, warning
@@ -347,8 +437,9 @@ def check_token(ctx: Ctx, value: str | None, path: str, el: Element | None, *, s
         return
     bad = [c for c in _RESTRICTED_CHARS if c in value]
     if bad:
-        names = ", ".join({" ": "space", ",": "comma", "\t": "tab", "\n": "newline", "\r": "newline"}.get(c, c)
-                          for c in bad)  # fmt: skip
+        names = ", ".join(
+            {" ": "space", ",": "comma", "\t": "tab", "\n": "newline", "\r": "newline"}.get(c, c) for c in bad
+        )
         msg = f"{value!r} contains {names} (not allowed)"
         if strict:
             ctx.err(path, msg, el)
@@ -486,7 +577,7 @@ def value_pair(ctx: Ctx, el: Element, p: str, ns: str, *, value_required: bool) 
     return (vn, v)
 
 
-# --- OASIS CAP -------------------------------------------------------------------------------------------------
+# --- OASIS CAP --------------------------------------------------------------------------------------------
 
 
 def _area(ctx: Ctx, el: Element, path: str, ns: str, legacy: bool, *, cn: bool = False) -> Area | None:
@@ -528,7 +619,9 @@ def _area(ctx: Ctx, el: Element, path: str, ns: str, legacy: bool, *, cn: bool =
 def _resource(ctx: Ctx, el: Element, path: str, ns: str, profile: str) -> Resource | None:
     g = group_children(ctx, el, path, RESOURCE_SPECS[profile], ns)
     desc = required(ctx, g, "resourceDesc", path, el)
-    if profile != "cap1.2":  # optional in the 1.0 and 1.1 schemas (the CAP 1.1 spec's own A.1 example omits it)
+    if (
+        profile != "cap1.2"
+    ):  # optional in the 1.0 and 1.1 schemas (the CAP 1.1 spec's own A.1 example omits it)
         mime = optional(ctx, g, "mimeType", path)
     else:
         mime = required(ctx, g, "mimeType", path, el)
@@ -585,15 +678,19 @@ def _info(ctx: Ctx, el: Element, path: str, ns: str, profile: str) -> Info | Non
     else:
         c_els = g.get("certainty")
         if c_els and text_of(ctx, c_els[0], f"{path}/certainty") == "Very Likely":
-            ctx.warn(f"{path}/certainty", "'Very Likely' is deprecated since CAP 1.1 (means Likely); accepted",
-                     c_els[0])  # fmt: skip
+            ctx.warn(
+                f"{path}/certainty",
+                "'Very Likely' is deprecated since CAP 1.1 (means Likely); accepted",
+                c_els[0],
+            )
             certainty: str | None = "Very Likely"
         else:
             certainty = enum_value(ctx, g, "certainty", path, el, CERTAINTIES)
     event_codes = _pairs(ctx, g.get("eventCode"), path, "eventCode", ns, value_required=True, legacy=legacy)
     parameters = _pairs(ctx, g.get("parameter"), path, "parameter", ns, value_required=False, legacy=legacy)
     resources = [
-        _resource(ctx, rel, f"{path}/resource[{i}]", ns, profile) for i, rel in enumerate(g.get("resource", ()), 1)
+        _resource(ctx, rel, f"{path}/resource[{i}]", ns, profile)
+        for i, rel in enumerate(g.get("resource", ()), 1)
     ]
     areas = [_area(ctx, ael, f"{path}/area[{i}]", ns, legacy) for i, ael in enumerate(g.get("area", ()), 1)]
     info = Info(
@@ -648,8 +745,9 @@ def _references(
     return refs
 
 
-def _scope_checks(ctx: Ctx, scope: str | None, restriction: str | None, addresses: str | None, path: str,
-                  el: Element) -> None:  # fmt: skip
+def _scope_checks(
+    ctx: Ctx, scope: str | None, restriction: str | None, addresses: str | None, path: str, el: Element
+) -> None:
     if scope == "Restricted" and not restriction:
         ctx.err(f"{path}/restriction", "required when scope is Restricted", el)
     if scope == "Private" and not addresses:
@@ -703,7 +801,7 @@ def convert_oasis(ctx: Ctx, el: Element, path: str, ns: str) -> Alert | None:
     )
 
 
-# --- CAP-CN (GB/T 35965.1) -------------------------------------------------------------------------------------
+# --- CAP-CN (GB/T 35965.1) --------------------------------------------------------------------------------
 
 
 def _cn_references(ctx: Ctx, raw: str, path: str, el: Element) -> list[Reference]:
@@ -752,7 +850,9 @@ def _cn_method_rename(name: str) -> str | None:
     return CN_METHOD_NAMES.get(name.lower())
 
 
-def _cn_channel_texts(ctx: Ctx, code_els: list[Element] | None, path: str, codes: list[str]) -> list[ChannelText]:
+def _cn_channel_texts(
+    ctx: Ctx, code_els: list[Element] | None, path: str, codes: list[str]
+) -> list[ChannelText]:
     out: list[ChannelText] = []
     if not code_els:
         return out
@@ -766,7 +866,9 @@ def _cn_channel_texts(ctx: Ctx, code_els: list[Element] | None, path: str, codes
         g = group_children(ctx, cel, cpath, CN_CODE_SPEC, "", check_order=False)
         for mi, mel in enumerate(g.get("method", ()), 1):
             mpath = f"{cpath}/method[{mi}]"
-            mg = group_children(ctx, mel, mpath, CN_METHOD_SPEC, "", check_order=False, rename=_cn_method_rename)
+            mg = group_children(
+                ctx, mel, mpath, CN_METHOD_SPEC, "", check_order=False, rename=_cn_method_rename
+            )
             name = required(ctx, mg, "methodName", mpath, mel)
             message = optional(ctx, mg, "message", mpath)
             groups = _split_ids(optional(ctx, mg, "audienceGrp", mpath))
@@ -805,13 +907,18 @@ def _cn_info(ctx: Ctx, el: Element, path: str) -> Info | None:
     severity: str | None
     if sev_els and text_of(ctx, sev_els[0], f"{path}/severity") in SEVERITIES[:-1]:
         severity = text_of(ctx, sev_els[0], f"{path}/severity")
-        ctx.warn(f"{path}/severity", f"OASIS severity {severity!r} in CAP-CN (expected a colour); accepted",
-                 sev_els[0])  # fmt: skip
+        ctx.warn(
+            f"{path}/severity",
+            f"OASIS severity {severity!r} in CAP-CN (expected a colour); accepted",
+            sev_els[0],
+        )
     else:
         severity = enum_value(ctx, g, "severity", path, el, CN_SEVERITIES)
     certainty = enum_value(ctx, g, "certainty", path, el, CERTAINTIES)
     parameters = _pairs(ctx, g.get("parameter"), path, "parameter", "", value_required=False, legacy=False)
-    areas = [_area(ctx, ael, f"{path}/area[{i}]", "", False, cn=True) for i, ael in enumerate(g.get("area", ()), 1)]
+    areas = [
+        _area(ctx, ael, f"{path}/area[{i}]", "", False, cn=True) for i, ael in enumerate(g.get("area", ()), 1)
+    ]
     return Info(
         language=language,
         event=event_name or event_type or "",
@@ -842,9 +949,15 @@ def convert_cn(ctx: Ctx, el: Element, path: str) -> Alert | None:
     check_token(ctx, sender, f"{path}/sender", g["sender"][0] if sender else None, strict=False)
     sender_code = optional(ctx, g, "senderCode", path)
     if sender_code is not None and _SENDER_CODE.match(sender_code) is None:
-        ctx.warn(f"{path}/senderCode", f"{sender_code!r} is not a 14-digit organisation code", g["senderCode"][0])
+        ctx.warn(
+            f"{path}/senderCode", f"{sender_code!r} is not a 14-digit organisation code", g["senderCode"][0]
+        )
     raw_sent = required(ctx, g, "sendTime", path, el)
-    sent = parse_datetime(ctx, raw_sent, f"{path}/sendTime", g["sendTime"][0], allow_space=True) if raw_sent else None
+    sent = (
+        parse_datetime(ctx, raw_sent, f"{path}/sendTime", g["sendTime"][0], allow_space=True)
+        if raw_sent
+        else None
+    )
     status = enum_value(ctx, g, "status", path, el, STATUSES)
     msg_type = enum_value(ctx, g, "msgType", path, el, CN_MSG_TYPES)
     if "scope" in g:
@@ -882,7 +995,7 @@ def convert_cn(ctx: Ctx, el: Element, path: str) -> Alert | None:
     )
 
 
-# --- entry points ----------------------------------------------------------------------------------------------
+# --- entry points -----------------------------------------------------------------------------------------
 
 
 def is_cap_alert(el: Element) -> bool:
@@ -920,8 +1033,16 @@ def parse_alert(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Alert:
     root = load_xml(data, max_bytes=max_bytes)
     if not is_cap_alert(root):
         tag = root.tag if isinstance(root.tag, str) else "?"
-        raise InvalidDocument([Issue(local_name(tag), f"expected a CAP <alert>, found <{local_name(tag)}> "
-                                     f"(namespace {namespace(tag) or 'none'})", root.sourceline)])  # fmt: skip
+        raise InvalidDocument(
+            [
+                Issue(
+                    local_name(tag),
+                    f"expected a CAP <alert>, found <{local_name(tag)}> "
+                    f"(namespace {namespace(tag) or 'none'})",
+                    root.sourceline,
+                )
+            ]
+        )
     alert, errors, _ = convert_alert(root, local_name(root.tag))
     if alert is None:
         raise InvalidDocument(errors)
@@ -945,9 +1066,15 @@ def parse(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParseResult:
         return ParseResult(kind="cap", alerts=[ParsedAlert(alert, data)])
     handler = feeds.ROOT_HANDLERS.get(tag)
     if handler is None:
-        raise InvalidDocument([Issue(local_name(tag) or "document",
-                                     f"unknown root element <{local_name(tag)}> (namespace {namespace(tag) or 'none'})",
-                                     root.sourceline)])  # fmt: skip
+        raise InvalidDocument(
+            [
+                Issue(
+                    local_name(tag) or "document",
+                    f"unknown root element <{local_name(tag)}> (namespace {namespace(tag) or 'none'})",
+                    root.sourceline,
+                )
+            ]
+        )
     return handler(root)
 
 

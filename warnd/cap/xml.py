@@ -6,8 +6,8 @@ Every document goes through :func:`load_xml`:
 2. the prolog (everything before the root element) is scanned *as bytes*: a ``<!DOCTYPE`` — or any other
    markup declaration — rejects the document before a parser sees it, so no entity can ever be declared, let
    alone expanded or fetched;
-3. lxml parses with entity resolution, DTD loading, network access and huge trees all switched off; XInclude is
-   never processed (lxml only does that when ``xinclude()`` is called, which this package never does);
+3. lxml parses with entity resolution, DTD loading, network access and huge trees all switched off;
+   XInclude is never processed (lxml only does that when ``xinclude()`` is called, which this package never does);
 4. as a second line of defence, a tree that nonetheless carries a DTD is rejected.
 
 The declared encoding is honoured (libxml2 decodes), and bytes that do not decode under it give a clear error.
@@ -56,7 +56,10 @@ def check_size(data: bytes, max_bytes: int) -> None:
 def _prolog_text(data: bytes) -> str:
     """The start of the document as text, for scanning the prolog (UTF-16/32 aware, else byte-for-byte)."""
     head = data[:4]
-    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")) or head in (b"\x00\x00\x00<", b"<\x00\x00\x00"):
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")) or head in (
+        b"\x00\x00\x00<",
+        b"<\x00\x00\x00",
+    ):
         codec = "utf-32"
         if head == b"\x00\x00\x00<":
             codec = "utf-32-be"
@@ -104,7 +107,7 @@ def check_prolog(data: bytes) -> None:
             if text[i + 2 : i + 9].upper() == "DOCTYPE":
                 msg = "DOCTYPE declarations are not allowed (entities and DTDs are never processed)"
             else:
-                msg = f"markup declaration {text[i : i + 10]!r} before the root element is not allowed (DOCTYPE)"
+                msg = f"markup declaration {text[i : i + 10]!r} before the root is not allowed (DOCTYPE)"
             raise InvalidDocument([Issue("document", msg, line)])
         if text[i] == "<":
             return  # root element
@@ -139,7 +142,11 @@ def _syntax_issue(data: bytes, exc: etree.XMLSyntaxError) -> Issue:
     if "unsupported encoding" in low:
         enc = _declared_encoding(data) or "?"
         return Issue("document", f"declared encoding {enc!r} is not supported", line)
-    if "invalid bytes in character encoding" in low or "not proper utf-8" in low or "conversion failed" in low:
+    if (
+        "invalid bytes in character encoding" in low
+        or "not proper utf-8" in low
+        or "conversion failed" in low
+    ):
         enc = _declared_encoding(data) or "UTF-8 (default)"
         return Issue("document", f"bytes do not decode as the declared encoding {enc}", line)
     if "entity" in low and ("not defined" in low or "undeclared" in low):
