@@ -73,8 +73,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return _error(413, f"request body too large (limit {exc.max_size} bytes)")
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[APP_KEY].config.api.max_body_bytes
+        return _error(413, f"request body too large (limit {limit} bytes)")
     except web.HTTPException as exc:
         if exc.status >= 400:
             return _error(exc.status, exc.reason)

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 from warnd.cap import InvalidDocument, parse
 from warnd.clock import Clock
@@ -41,11 +42,11 @@ class FeedPoller:
             self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
         return self._session
 
-    async def _get(self, feed: Feed, url: str, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+    async def _get(self, feed: Feed, url: str, headers: dict[str, str]) -> tuple[int, bytes, CIMultiDict[str]]:
         timeout = aiohttp.ClientTimeout(total=feed.timeout)
         async with self._client().get(url, headers={**feed.headers, **headers}, timeout=timeout) as resp:
             if resp.status == 304:
-                return 304, b"", dict(resp.headers)
+                return 304, b"", CIMultiDict(resp.headers)
             if resp.content_length and resp.content_length > feed.max_bytes:
                 raise ValueError(f"{url}: {resp.content_length} bytes, limit {feed.max_bytes}")
             body = await resp.content.read(feed.max_bytes + 1)
@@ -53,7 +54,7 @@ class FeedPoller:
                 raise ValueError(f"{url}: more than {feed.max_bytes} bytes")
             if resp.status >= 400:
                 raise ValueError(f"{url}: HTTP {resp.status}")
-            return resp.status, body, dict(resp.headers)
+            return resp.status, body, CIMultiDict(resp.headers)
 
     async def poll(self, feed: Feed) -> dict[str, Any]:
         """One poll of one feed. Never raises: errors are recorded in the feed's state."""
@@ -96,10 +97,9 @@ class FeedPoller:
         source = f"feed:{feed.name}"
         try:
             parsed = parse(body, max_bytes=feed.max_bytes)
-        except InvalidDocument:
-            for result in await self.pipeline.ingest(body, source=source, content_type=content_type):
-                summary[result.outcome] += 1
-            return
+        except InvalidDocument as exc:  # kept in quarantine, and the feed counts as failing
+            await self.pipeline.ingest(body, source=source, content_type=content_type)
+            raise ValueError(f"feed body rejected: {exc}") from exc
         if parsed.alerts or parsed.rejected:
             for result in await self.pipeline.ingest(body, source=source, content_type=content_type):
                 summary[result.outcome] += 1

@@ -8,11 +8,12 @@ pool. PostgreSQL uses one pool and ``FOR UPDATE SKIP LOCKED`` claims.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -174,10 +175,19 @@ class Store:
                                     "(key VARCHAR(64) PRIMARY KEY, groups TEXT)"))
             await conn.execute(text("DELETE FROM _import"))
             for chunk in chunks:
-                await conn.execute(stmt, [
-                    {**{k: v for k, v in row.items() if k != "groups"}, "source": source, "active": True,
-                     "updated_at": now} for row in chunk])
-                await conn.execute(staged, [{"key": row["key"], "groups": row["groups"]} for row in chunk])
+                if self.is_sqlite:  # driver-level executemany of tuples: ~3x faster than Core with dicts
+                    stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+                    await conn.exec_driver_sql(_SQLITE_UPSERT_RECIPIENT, [
+                        (r["key"], r["kind"], r["name"], r["phone"], r["role"], r["area_code"], r["lat"], r["lon"],
+                         r["language"], json.dumps(r["push_tokens"]) if r["push_tokens"] else None,
+                         r["terminal_id"], source, stamp) for r in chunk])
+                    await conn.exec_driver_sql("INSERT INTO _import (key, groups) VALUES (?, ?)",
+                                               [(r["key"], r["groups"]) for r in chunk])
+                else:
+                    await conn.execute(stmt, [
+                        {**{k: v for k, v in row.items() if k != "groups"}, "source": source, "active": True,
+                         "updated_at": now} for row in chunk])
+                    await conn.execute(staged, [{"key": row["key"], "groups": row["groups"]} for row in chunk])
                 for row in chunk:
                     if row["groups"]:
                         group_names.update(row["groups"].split("|"))
@@ -295,11 +305,12 @@ class Store:
             if values.get("root_id") is None:
                 await conn.execute(update(alerts).where(alerts.c.id == alert_id).values(root_id=alert_id))
             await conn.execute(update(payloads).where(payloads.c.id == payload_id).values(alert_id=alert_id))
-            if values.get("previous_id"):
-                new_state = "cancelled" if values["msg_type"] == "Cancel" else "updated"
-                await conn.execute(update(alerts).where(alerts.c.root_id == values["root_id"],
-                                                        alerts.c.id != alert_id, alerts.c.state == "active")
-                                   .values(state=new_state))
+            if values.get("previous_id"):  # the chain's earlier revisions are updated, or all cancelled
+                cancel = values["msg_type"] == "Cancel"
+                await conn.execute(update(alerts).where(
+                    alerts.c.root_id == values["root_id"], alerts.c.id != alert_id,
+                    alerts.c.state.in_(("active", "updated") if cancel else ("active",)),
+                ).values(state="cancelled" if cancel else "updated"))
             return alert_id
 
     async def set_alert(self, alert_id: int, **values: Any) -> None:
@@ -655,6 +666,16 @@ class Store:
         async with self.write() as conn:
             await conn.execute(delete(feed_entries).where(feed_entries.c.feed == feed,
                                                           feed_entries.c.entry_key == entry_key[:600]))
+
+
+_SQLITE_UPSERT_RECIPIENT = (
+    "INSERT INTO recipients (key, kind, name, phone, role, area_code, lat, lon, language, push_tokens, terminal_id, "
+    "source, active, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (key) DO UPDATE SET "
+    "kind=excluded.kind, name=excluded.name, phone=excluded.phone, role=excluded.role, "
+    "area_code=excluded.area_code, lat=excluded.lat, lon=excluded.lon, language=excluded.language, "
+    "push_tokens=excluded.push_tokens, terminal_id=excluded.terminal_id, source=excluded.source, active=1, "
+    "updated_at=excluded.updated_at"
+)
 
 
 def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:

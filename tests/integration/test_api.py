@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-
 from conftest import cap_cn, edit_yaml
+
 from warnd.api import make_web_app
 from warnd.app import App
 from warnd.clock import FakeClock
@@ -54,7 +54,7 @@ def expected_red_counts(app: App) -> Counter[str]:
     )
 
 
-# --- POST /api/v1/alerts -------------------------------------------------------------------------------------
+# --- POST /api/v1/alerts ---
 
 
 async def test_post_red_rainstorm_creates_alert_with_delivery_counts(client: TestClient, app: App) -> None:
@@ -98,7 +98,9 @@ async def test_invalid_cap_is_rejected_and_quarantined(client: TestClient) -> No
     assert any("msgType" in e for e in data["errors"])
     quarantine_id = data["quarantine_id"]
 
-    hostile = b'<?xml version="1.0"?><!DOCTYPE alert [<!ENTITY x SYSTEM "file:///etc/passwd">]><alert>&x;</alert>'
+    hostile = (
+        b'<?xml version="1.0"?><!DOCTYPE alert [<!ENTITY x SYSTEM "file:///etc/passwd">]><alert>&x;</alert>'
+    )
     status, doctype = await post_cap(client, hostile)
     assert status == 400, doctype
     assert "DOCTYPE" in doctype["error"]
@@ -121,7 +123,7 @@ async def test_empty_body_is_rejected(client: TestClient) -> None:
     assert "empty" in (await resp.json())["error"]
 
 
-# --- GET /api/v1/alerts/{id} and its deliveries ------------------------------------------------------------
+# --- GET /api/v1/alerts/{id} and its deliveries ---
 
 
 async def test_get_alert_with_revisions(client: TestClient) -> None:
@@ -182,8 +184,9 @@ async def test_deliveries_paging(client: TestClient, app: App) -> None:
     assert len(page["deliveries"]) == 10 and page["next_after"] == page["deliveries"][-1]["id"]
     seen = [d["id"] for d in page["deliveries"]]
     while page["next_after"] is not None:
-        _, page = await get_json(client, f"/api/v1/alerts/{created['id']}/deliveries", limit="10",
-                                 after=str(page["next_after"]))
+        _, page = await get_json(
+            client, f"/api/v1/alerts/{created['id']}/deliveries", limit="10", after=str(page["next_after"])
+        )
         seen += [d["id"] for d in page["deliveries"]]
     assert len(seen) == len(set(seen)) == sum(expected_red_counts(app).values())
     status, bad = await get_json(client, f"/api/v1/alerts/{created['id']}/deliveries", limit="many")
@@ -207,21 +210,30 @@ async def test_deliveries_with_events_after_drain(client: TestClient, app: App) 
     assert alert["deliveries"] == {"sent": len(rows)}
 
 
-# --- lifecycle through the API ---------------------------------------------------------------------------------
+# --- lifecycle through the API ---
 
 
-async def test_update_then_cancel_attach_to_the_first_alert(client: TestClient, app: App, clock: FakeClock) -> None:
+async def test_update_then_cancel_attach_to_the_first_alert(
+    client: TestClient, app: App, clock: FakeClock
+) -> None:
     status, first = await post_cap(client, cap_cn())
     assert status == 201
     await app.dispatcher.drain()
-    reached = {(r["recipient"], r["channel"]) for r in await all_deliveries(client, first["id"])
-               if r["status"] == "sent"}
+    reached = {
+        (r["recipient"], r["channel"])
+        for r in await all_deliveries(client, first["id"])
+        if r["status"] == "sent"
+    }
     assert len(reached) == sum(expected_red_counts(app).values())
 
     clock.advance(1800)
-    update_xml = cap_cn(identifier="50022841600000_20240712060000", msg_type="Update", references=FIRST,
-                        sent="2024-07-12 06:00:00+08:00",
-                        description="梁平区气象台更新暴雨红色预警信号：强降雨仍将持续3小时。")
+    update_xml = cap_cn(
+        identifier="50022841600000_20240712060000",
+        msg_type="Update",
+        references=FIRST,
+        sent="2024-07-12 06:00:00+08:00",
+        description="梁平区气象台更新暴雨红色预警信号：强降雨仍将持续3小时。",
+    )
     status, update = await post_cap(client, update_xml)
     assert status == 201, update
     assert update["msg_type"] == "Update"
@@ -229,8 +241,13 @@ async def test_update_then_cancel_attach_to_the_first_alert(client: TestClient, 
     await app.dispatcher.drain()
 
     clock.advance(3600)
-    cancel_xml = cap_cn(identifier="50022841600000_20240712073000", msg_type="Cancel", references=FIRST,
-                        sent="2024-07-12 07:30:00+08:00", note="降雨明显减弱")
+    cancel_xml = cap_cn(
+        identifier="50022841600000_20240712073000",
+        msg_type="Cancel",
+        references=FIRST,
+        sent="2024-07-12 07:30:00+08:00",
+        note="降雨明显减弱",
+    )
     status, cancel = await post_cap(client, cancel_xml)
     assert status == 201, cancel
     assert cancel["msg_type"] == "Cancel"
@@ -241,8 +258,8 @@ async def test_update_then_cancel_attach_to_the_first_alert(client: TestClient, 
     _, root = await get_json(client, f"/api/v1/alerts/{first['id']}")
     assert [r["id"] for r in root["revisions"]] == [first["id"], update["id"], cancel["id"]]
     states = {r["id"]: r["state"] for r in root["revisions"]}
-    # the revision that was in force is cancelled; the original had already been replaced by the update
-    assert states == {first["id"]: "updated", update["id"]: "cancelled", cancel["id"]: "cancelled"}
+    # a Cancel ends the whole chain: every revision reads cancelled
+    assert states == {first["id"]: "cancelled", update["id"]: "cancelled", cancel["id"]: "cancelled"}
 
     rows = await all_deliveries(client, cancel["id"])
     assert {(r["recipient"], r["channel"]) for r in rows} == reached
@@ -253,7 +270,7 @@ async def test_update_then_cancel_attach_to_the_first_alert(client: TestClient, 
     assert {r["status"] for r in await all_deliveries(client, cancel["id"])} == {"sent"}
 
 
-# --- POST /api/v1/broadcasts -----------------------------------------------------------------------------------
+# --- POST /api/v1/broadcasts ---
 
 
 async def post_broadcast(client: TestClient, body: Any) -> tuple[int, dict[str, Any]]:
@@ -262,16 +279,25 @@ async def post_broadcast(client: TestClient, body: Any) -> tuple[int, dict[str, 
 
 
 async def test_area_broadcast_reaches_the_township_and_offices_above_it(client: TestClient, app: App) -> None:
-    status, data = await post_broadcast(client, {
-        "areas": ["500228101000"], "channels": ["sms"], "hazard": "暴雨", "colour": "orange",
-        "text": "屏锦镇请立即转移低洼地带群众。",
-    })
+    status, data = await post_broadcast(
+        client,
+        {
+            "areas": ["500228101000"],
+            "channels": ["sms"],
+            "hazard": "暴雨",
+            "colour": "orange",
+            "text": "屏锦镇请立即转移低洼地带群众。",
+        },
+    )
     assert status == 201, data
     assert data["colour"] == "orange" and data["level"] == 2
     assert data["source"].startswith("broadcast:")
     rows = await all_deliveries(client, data["id"])
-    expected = {p.name for p in app.config.subscribers
-                if p.phone and (p.area_code.startswith(PINGJIN) or p.area_code == DISTRICT)}
+    expected = {
+        p.name
+        for p in app.config.subscribers
+        if p.phone and (p.area_code.startswith(PINGJIN) or p.area_code == DISTRICT)
+    }
     assert {"陈晓红", "李秀英", "谢芳", "周建国"} <= expected
     assert {r["recipient"] for r in rows} == expected
     assert len(rows) == len(expected)
@@ -281,10 +307,14 @@ async def test_area_broadcast_reaches_the_township_and_offices_above_it(client: 
 
 
 async def test_groups_only_broadcast(client: TestClient, app: App) -> None:
-    status, data = await post_broadcast(client, {
-        "groups": ["county_leaders", "township_leaders"], "channels": ["sms"],
-        "text": "请各级防汛责任人立即到岗值守。",
-    })
+    status, data = await post_broadcast(
+        client,
+        {
+            "groups": ["county_leaders", "township_leaders"],
+            "channels": ["sms"],
+            "text": "请各级防汛责任人立即到岗值守。",
+        },
+    )
     assert status == 201, data
     rows = await all_deliveries(client, data["id"])
     expected = {p.name for p in app.config.subscribers if p.role in ("county_leader", "township_leader")}
@@ -307,8 +337,9 @@ async def test_groups_only_broadcast(client: TestClient, app: App) -> None:
         ({"areas": ["500228101000"], "channels": "sms", "text": "x", "status": "Draft"}, "Draft"),
     ],
 )
-async def test_bad_broadcast_is_400_naming_the_problem(client: TestClient, body: dict[str, Any],
-                                                       named: str) -> None:
+async def test_bad_broadcast_is_400_naming_the_problem(
+    client: TestClient, body: dict[str, Any], named: str
+) -> None:
     status, data = await post_broadcast(client, body)
     assert status == 400, data
     assert named in data["error"]
@@ -316,17 +347,25 @@ async def test_bad_broadcast_is_400_naming_the_problem(client: TestClient, body:
 
 
 async def test_broadcast_body_must_be_a_json_object(client: TestClient) -> None:
-    resp = await client.post("/api/v1/broadcasts", data=b"not json", headers={"Content-Type": "application/json"})
+    resp = await client.post(
+        "/api/v1/broadcasts", data=b"not json", headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 400 and "JSON" in (await resp.json())["error"]
     status, data = await post_broadcast(client, ["sms"])
     assert status == 400 and "object" in data["error"]
 
 
 async def test_exercise_broadcast_reaches_only_drill_groups(client: TestClient, app: App) -> None:
-    status, data = await post_broadcast(client, {
-        "areas": [DISTRICT], "channels": ["sms", "loudspeaker"], "hazard": "暴雨", "colour": "red",
-        "status": "Exercise",
-    })
+    status, data = await post_broadcast(
+        client,
+        {
+            "areas": [DISTRICT],
+            "channels": ["sms", "loudspeaker"],
+            "hazard": "暴雨",
+            "colour": "red",
+            "status": "Exercise",
+        },
+    )
     assert status == 201, data
     assert data["status"] == "Exercise"
     rows = await all_deliveries(client, data["id"])
@@ -341,7 +380,7 @@ async def test_exercise_broadcast_reaches_only_drill_groups(client: TestClient, 
         assert body.startswith("【演练】"), row["body"]
 
 
-# --- health and authentication ---------------------------------------------------------------------------------
+# --- health and authentication ---
 
 
 async def test_healthz(client: TestClient, app: App) -> None:
@@ -379,8 +418,13 @@ async def secured(config_dir: Path, clock: FakeClock) -> AsyncIterator[tuple[App
 async def test_token_required_when_configured(secured: tuple[App, TestClient]) -> None:
     app, client = secured
     assert [t.name for t in app.config.api.tokens] == ["ops"]
-    for method, path in (("GET", "/api/v1/alerts"), ("GET", "/api/v1/quarantine"), ("GET", "/api/v1/feeds"),
-                         ("POST", "/api/v1/alerts"), ("POST", "/api/v1/broadcasts")):
+    for method, path in (
+        ("GET", "/api/v1/alerts"),
+        ("GET", "/api/v1/quarantine"),
+        ("GET", "/api/v1/feeds"),
+        ("POST", "/api/v1/alerts"),
+        ("POST", "/api/v1/broadcasts"),
+    ):
         resp = await client.request(method, path, data=cap_cn() if method == "POST" else None)
         assert resp.status == 401, (method, path)
         assert "Bearer" in (await resp.json())["error"]
@@ -413,16 +457,23 @@ async def test_token_required_when_configured(secured: tuple[App, TestClient]) -
 
 async def test_broadcast_is_audited_with_the_token_name(secured: tuple[App, TestClient]) -> None:
     app, client = secured
-    resp = await client.post("/api/v1/broadcasts", headers={"Authorization": f"Bearer {TOKEN}"},
-                             json={"groups": ["county_leaders"], "channels": ["sms"], "text": "请到岗。"})
+    resp = await client.post(
+        "/api/v1/broadcasts",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        json={"groups": ["county_leaders"], "channels": ["sms"], "text": "请到岗。"},
+    )
     assert resp.status == 201
     data = await resp.json()
     [entry] = await app.store.audit_entries()
-    assert (entry["action"], entry["actor"], entry["target"]) == ("broadcast.send", "token:ops", str(data["id"]))
+    assert (entry["action"], entry["actor"], entry["target"]) == (
+        "broadcast.send",
+        "token:ops",
+        str(data["id"]),
+    )
     assert data["source"] == "broadcast:token:ops"
 
 
-# --- body size limit -----------------------------------------------------------------------------------------
+# --- body size limit ---
 
 
 async def test_body_over_the_limit_is_413_json(config_dir: Path, clock: FakeClock) -> None:
@@ -437,13 +488,16 @@ async def test_body_over_the_limit_is_413_json(config_dir: Path, clock: FakeCloc
             assert len(small) < limit
             padded = small.replace(b"<note></note>", b"<note>" + "注".encode() * limit + b"</note>")
             assert len(padded) > limit
-            resp = await client.post("/api/v1/alerts", data=padded, headers={"Content-Type": "application/cap+xml"})
+            resp = await client.post(
+                "/api/v1/alerts", data=padded, headers={"Content-Type": "application/cap+xml"}
+            )
             assert resp.status == 413
             assert resp.content_type == "application/json"
             data = await resp.json()
             assert str(limit) in data["error"]
-            resp = await client.post("/api/v1/broadcasts", json={"groups": ["public"], "channels": ["sms"],
-                                                                  "text": "字" * limit})
+            resp = await client.post(
+                "/api/v1/broadcasts", json={"groups": ["public"], "channels": ["sms"], "text": "字" * limit}
+            )
             assert resp.status == 413
             assert "error" in await resp.json()
             assert await application.store.list_alerts() == []

@@ -283,3 +283,8 @@ def test_nws_unknown_json() -> None:
         parse(b'{"value": 1}')
     with pytest.raises(InvalidDocument, match="not valid JSON"):
         parse(b"{nope")
+
+
+def test_deeply_nested_json_is_rejected_cleanly() -> None:
+    with pytest.raises(InvalidDocument):
+        parse(b"[" * 200_000 + b"]" * 200_000)

@@ -8,13 +8,14 @@ an entry) reject the whole payload. An invalid *embedded* alert only rejects tha
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeAlias
 
 from lxml import etree
 
 from .model import FeedLink, InvalidDocument, Issue, ParsedAlert, ParseResult, RejectedItem
 from .parse import CAP_PROFILES, convert_alert, is_cap_alert, local_name, namespace, serialize
 
-Element = etree._Element
+Element: TypeAlias = etree._Element
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 EDXL_DE_NS = "urn:oasis:names:tc:emergency:EDXL:DE:1.0"

@@ -41,6 +41,8 @@ def parse_nws_json(data: bytes) -> ParseResult:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidDocument([Issue("document", f"not valid JSON: {exc}")]) from None
+    except RecursionError:
+        raise InvalidDocument([Issue("document", "JSON nested too deeply")]) from None
     if not isinstance(doc, dict):
         raise InvalidDocument(
             [Issue("document", "JSON document is not an NWS alert Feature or FeatureCollection")]
@@ -246,7 +248,7 @@ def convert_feature(feature: Any, path: str) -> tuple[Alert | None, Ctx]:
     if ctx.errors:
         return None, ctx
     assert identifier and sender and sent and status and msg_type and event
-    areas = ()
+    areas: tuple[Area, ...] = ()
     if area_desc or geocodes or polygons:
         areas = (Area(desc=area_desc or "", polygons=tuple(polygons), geocodes=tuple(geocodes)),)
     info = Info(

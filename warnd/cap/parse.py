@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
+from typing import TypeAlias
 
 from lxml import etree
 
@@ -36,7 +37,7 @@ from .model import (
 )
 from .xml import DEFAULT_MAX_BYTES, check_size, load_xml
 
-Element = etree._Element
+Element: TypeAlias = etree._Element
 
 CAP10_NS = "http://www.incident.com/cap/1.0"
 CAP11_NS = "urn:oasis:names:tc:emergency:cap:1.1"
@@ -78,11 +79,26 @@ CERTAINTIES_10 = ("Very Likely", "Likely", "Possible", "Unlikely", "Unknown")
 STATUSES_10 = ("Actual", "Exercise", "System", "Test")
 CN_MSG_TYPES = ("Alert", "Update", "Cancel")
 
-Spec = dict[str, tuple[int, bool]]  # local name -> (position in CAP order, repeatable)
+
+class Spec(dict[str, tuple[int, bool]]):
+    """Allowed children: local name -> (CAP order position, repeatable); plus per-namespace full-tag maps."""
+
+    def __init__(self, items: dict[str, tuple[int, bool]]) -> None:
+        super().__init__(items)
+        self.by_tag: dict[str, dict[str, tuple[str, int, bool]]] = {}
+
+    def full(self, ns: str) -> dict[str, tuple[str, int, bool]]:
+        """The spec keyed by the full lxml tag ('{ns}local' or 'local')."""
+        full = self.by_tag.get(ns)
+        if full is None:
+            prefix = "{" + ns + "}" if ns else ""
+            full = {prefix + name: (name, idx, rep) for name, (idx, rep) in self.items()}
+            self.by_tag[ns] = full
+        return full
 
 
 def _spec(*names: str) -> Spec:
-    return {n.rstrip("*"): (i, n.endswith("*")) for i, n in enumerate(names)}
+    return Spec({n.rstrip("*"): (i, n.endswith("*")) for i, n in enumerate(names)})
 
 
 _ALERT_TAIL = (
@@ -219,22 +235,6 @@ def namespace(tag: str) -> str:
 # --- generic walking --------------------------------------------------------------------------------------
 
 
-_FULL_SPECS: dict[
-    tuple[int, str], dict[str, tuple[str, int, bool]]
-] = {}  # keyed by id(): module-level specs only
-
-
-def _full_spec(spec: Spec, ns: str) -> dict[str, tuple[str, int, bool]]:
-    """The spec keyed by the full lxml tag ('{ns}local' or 'local'), cached."""
-    key = (id(spec), ns)
-    full = _FULL_SPECS.get(key)
-    if full is None:
-        prefix = "{" + ns + "}" if ns else ""
-        full = {prefix + name: (name, idx, rep) for name, (idx, rep) in spec.items()}
-        _FULL_SPECS[key] = full
-    return full
-
-
 def group_children(
     ctx: Ctx,
     el: Element,
@@ -248,14 +248,14 @@ def group_children(
 ) -> dict[str, list[Element]]:
     """Sort ``el``'s children by local name, reporting unknown, misplaced and repeated elements."""
     groups: dict[str, list[Element]] = {}
-    full = _full_spec(spec, ns)
+    full = spec.full(ns)
     last = -1
     disorder: tuple[str, str, Element] | None = None
     last_name = ""
     repeated = False
     for child in el:
         tag = child.tag
-        entry = full.get(tag)  # type: ignore[arg-type]
+        entry = full.get(tag)
         if entry is None:
             if not isinstance(tag, str):
                 continue  # comment / PI (normally removed by the parser)
@@ -324,7 +324,15 @@ def optional(ctx: Ctx, groups: dict[str, list[Element]], name: str, path: str) -
     els = groups.get(name)
     if not els:
         return None
-    return text_of(ctx, els[0], f"{path}/{name}") or None
+    el = els[0]
+    if len(el):
+        ctx.err(f"{path}/{name}", f"unexpected child element <{local_name(el[0].tag)}>", el[0])
+    t = el.text
+    if t:
+        t = t.strip()
+        if t:
+            return t
+    return None
 
 
 def required(ctx: Ctx, groups: dict[str, list[Element]], name: str, path: str, parent: Element) -> str | None:
@@ -332,10 +340,9 @@ def required(ctx: Ctx, groups: dict[str, list[Element]], name: str, path: str, p
     if not els:
         ctx.err(f"{path}/{name}", "required element missing", parent)
         return None
-    value = text_of(ctx, els[0], f"{path}/{name}")
-    if not value:
+    value = optional(ctx, groups, name, path)
+    if value is None:
         ctx.err(f"{path}/{name}", "empty value", els[0])
-        return None
     return value
 
 
@@ -673,6 +680,7 @@ def _info(ctx: Ctx, el: Element, path: str, ns: str, profile: str) -> Info | Non
             ctx.err(p, f"{v!r} is not one of {', '.join(rt_allowed)}", rel)
     urgency = enum_value(ctx, g, "urgency", path, el, URGENCIES)
     severity = enum_value(ctx, g, "severity", path, el, SEVERITIES)
+    certainty: str | None
     if legacy:
         certainty = enum_value(ctx, g, "certainty", path, el, CERTAINTIES_10)
     else:
@@ -683,7 +691,7 @@ def _info(ctx: Ctx, el: Element, path: str, ns: str, profile: str) -> Info | Non
                 "'Very Likely' is deprecated since CAP 1.1 (means Likely); accepted",
                 c_els[0],
             )
-            certainty: str | None = "Very Likely"
+            certainty = "Very Likely"
         else:
             certainty = enum_value(ctx, g, "certainty", path, el, CERTAINTIES)
     event_codes = _pairs(ctx, g.get("eventCode"), path, "eventCode", ns, value_required=True, legacy=legacy)

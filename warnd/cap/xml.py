@@ -7,7 +7,8 @@ Every document goes through :func:`load_xml`:
    markup declaration — rejects the document before a parser sees it, so no entity can ever be declared, let
    alone expanded or fetched;
 3. lxml parses with entity resolution, DTD loading, network access and huge trees all switched off;
-   XInclude is never processed (lxml only does that when ``xinclude()`` is called, which this package never does);
+   XInclude is never processed (lxml only does that when ``xinclude()`` is called, which this package
+   never does);
 4. as a second line of defence, a tree that nonetheless carries a DTD is rejected.
 
 The declared encoding is honoured (libxml2 decodes), and bytes that do not decode under it give a clear error.
