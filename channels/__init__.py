@@ -20,5 +20,5 @@ def adapter_class(adapter: str) -> type[Channel]:
     except KeyError:
         raise KeyError(f"unknown adapter {adapter!r} (known: {', '.join(sorted(REGISTRY))})") from None
     module, _, cls = target.partition(":")
-    adapter: type[Channel] = getattr(importlib.import_module(module), cls)
-    return adapter
+    found: type[Channel] = getattr(importlib.import_module(module), cls)
+    return found

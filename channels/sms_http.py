@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from email.utils import parsedate_to_datetime
@@ -39,6 +38,7 @@ from pydantic import Field, field_validator, model_validator
 
 from channels.base import Address, Channel, ChannelSettings, Outcome, OutgoingMessage, SendResult
 from warnd.clock import Clock, SystemClock
+from warnd.logs import mask_phone, mask_text
 
 log = logging.getLogger(__name__)
 
@@ -52,29 +52,6 @@ ERROR_EXCERPT = 200  # characters of the provider's answer quoted in SendResult.
 
 # ----------------------------------------------------------------------------------------------------
 # Helpers shared by the HTTP adapters (webhook imports them)
-
-
-_PHONE_IN_TEXT = re.compile(r"(?<!\d)(\+?86)?(1\d{2})\d{4}(\d{4})(?!\d)")
-
-
-def mask_phone(phone: str | None) -> str:
-    """``13812345678`` → ``138****5678``; ``+8613812345678`` → ``+86138****5678``; short values → ``****``."""
-    if not phone:
-        return "-"
-    prefix = ""
-    rest = phone
-    for p in ("+86", "0086"):
-        if rest.startswith(p) and len(rest) - len(p) >= 11:
-            prefix, rest = p, rest[len(p) :]
-            break
-    if len(rest) < 8:
-        return prefix + "****"
-    return f"{prefix}{rest[:3]}****{rest[-4:]}"
-
-
-def mask_phones_in(text: str) -> str:
-    """Mask every mainland mobile number inside free text (provider error messages quoted in logs)."""
-    return _PHONE_IN_TEXT.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}****{m.group(3)}", text)
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
@@ -395,7 +372,7 @@ class SmsHttpChannel(Channel):
 
     def _who(self, messages: Sequence[OutgoingMessage]) -> str:
         if len(messages) == 1:
-            return mask_phone(messages[0].address)
+            return mask_phone(messages[0].address) or "-"
         return f"{len(messages)} numbers"
 
     async def _send_request(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
@@ -453,7 +430,7 @@ class SmsHttpChannel(Channel):
                     for m in messages
                 ]
             log.warning(
-                "channel %s: %s for %s: %s", self.name, status, self._who(messages), mask_phones_in(excerpt)
+                "channel %s: %s for %s: %s", self.name, status, self._who(messages), mask_text(excerpt)
             )
             return [
                 SendResult(m.delivery_id, Outcome.FAILED, error=reason, response=response) for m in messages
@@ -489,7 +466,7 @@ class SmsHttpChannel(Channel):
                     "channel %s: provider refused %s: %s",
                     self.name,
                     self._who(messages),
-                    mask_phones_in(reason),
+                    mask_text(reason),
                 )
                 return [SendResult(m.delivery_id, outcome, error=reason, response=response) for m in messages]
 
@@ -537,8 +514,8 @@ class SmsHttpChannel(Channel):
             log.info(
                 "channel %s: %s not accepted: %s",
                 self.name,
-                mask_phone(message.address),
-                mask_phones_in(reason),
+                mask_phone(message.address) or "-",
+                mask_text(reason),
             )
             out.append(
                 SendResult(

@@ -12,7 +12,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from aiohttp import web
@@ -25,19 +25,22 @@ from warnd.pipeline import BroadcastInvalid, BroadcastRequest, IngestResult
 
 log = logging.getLogger("warnd.api")
 APP_KEY: web.AppKey[App] = web.AppKey("warnd", App)
-PRINCIPAL = "principal"
+PRINCIPAL: web.RequestKey[str] = web.RequestKey("principal", str)
 COLOUR_LABELS = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False, default=_default))
+def _json(data: Any, status: int = 200, *, tz: tzinfo | None = None) -> web.Response:
+    """JSON with readable Chinese; datetimes in the district's time zone (ISO 8601 with offset)."""
 
+    def default(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.astimezone(tz).isoformat() if tz else value.isoformat()
+        raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return web.json_response(
+        data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False, default=default)
+    )
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -88,28 +91,60 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 def alert_json(row: Mapping[str, Any], counts: Mapping[str, int] | None = None) -> dict[str, Any]:
     plan = row.get("rules") or {}
     return {
-        "id": row["id"], "identifier": row["identifier"], "sender": row["sender"], "sent": row["sent"],
-        "msg_type": row["msg_type"], "status": row["status"], "scope": row["scope"], "profile": row["profile"],
-        "event": row["event"], "hazard_code": row["hazard_code"], "colour": row["colour"],
-        "colour_label": COLOUR_LABELS.get(row["colour"] or ""), "level": row["level"],
+        "id": row["id"],
+        "identifier": row["identifier"],
+        "sender": row["sender"],
+        "sent": row["sent"],
+        "msg_type": row["msg_type"],
+        "status": row["status"],
+        "scope": row["scope"],
+        "profile": row["profile"],
+        "event": row["event"],
+        "hazard_code": row["hazard_code"],
+        "colour": row["colour"],
+        "colour_label": COLOUR_LABELS.get(row["colour"] or ""),
+        "level": row["level"],
         "level_label": f"{LEVEL_LABELS[row['level']]}级" if row["level"] else None,
-        "headline": row["headline"], "area_desc": row["area_desc"], "effective": row["effective"],
-        "expires": row["expires"], "state": row["state"], "root_id": row["root_id"],
-        "previous_id": row["previous_id"], "rules": plan.get("rules", []), "fanout": row["fanout"],
-        "fanout_stats": row["fanout_stats"], "received_at": row["received_at"], "source": row["source"],
+        "headline": row["headline"],
+        "area_desc": row["area_desc"],
+        "effective": row["effective"],
+        "expires": row["expires"],
+        "state": row["state"],
+        "root_id": row["root_id"],
+        "previous_id": row["previous_id"],
+        "rules": plan.get("rules", []),
+        "fanout": row["fanout"],
+        "fanout_stats": row["fanout_stats"],
+        "received_at": row["received_at"],
+        "source": row["source"],
         "deliveries": dict(counts or {}),
     }
 
 
 def delivery_json(row: Mapping[str, Any], *, unmask: bool = False) -> dict[str, Any]:
     return {
-        "id": row["id"], "alert_id": row["alert_id"], "channel": row["channel"], "status": row["status"],
-        "recipient": row["recipient"], "phone": row["phone"] if unmask else mask_phone(row["phone"]),
-        "role": row["role"], "area_code": row["area_code"], "body": row["body"], "title": row["title"],
-        "segments": row["segments"], "repeat": row["repeat"], "attempts": row["attempts"],
-        "provider_message_id": row["provider_message_id"], "error": row["error"], "reason": row["reason"],
-        "level": row["level"], "ack_required": row["ack_required"], "ack_deadline": row["ack_deadline"],
-        "created_at": row["created_at"], "sent_at": row["sent_at"], "updated_at": row["updated_at"],
+        "id": row["id"],
+        "alert_id": row["alert_id"],
+        "channel": row["channel"],
+        "status": row["status"],
+        "recipient": row["recipient"],
+        "phone": row["phone"] if unmask else mask_phone(row["phone"]),
+        "role": row["role"],
+        "area_code": row["area_code"],
+        "body": row["body"],
+        "title": row["title"],
+        "segments": row["segments"],
+        "repeat": row["repeat"],
+        "attempts": row["attempts"],
+        "provider_message_id": row["provider_message_id"],
+        "error": row["error"],
+        "reason": row["reason"],
+        "level": row["level"],
+        "ack_required": row["ack_required"],
+        "ack_deadline": row["ack_deadline"],
+        "created_at": row["created_at"],
+        "sent_at": row["sent_at"],
+        "updated_at": row["updated_at"],
         "rules": row["rules"],
     }
 
@@ -140,17 +175,25 @@ async def post_alert(request: web.Request) -> web.Response:
     if not body:
         return _error(400, "empty body: POST a CAP XML document")
     source = f"http:{request[PRINCIPAL]}"
-    results = await app.pipeline.ingest(body, source=source, content_type=request.content_type,
-                                        max_bytes=app.config.api.max_body_bytes)
-    await app.store.audit(app.clock.now(), request[PRINCIPAL], "alert.post",
-                          target=",".join(str(r.alert_id) for r in results if r.alert_id) or None,
-                          detail={"outcomes": [r.outcome for r in results]}, remote=request.remote)
+    results = await app.pipeline.ingest(
+        body, source=source, content_type=request.content_type, max_bytes=app.config.api.max_body_bytes
+    )
+    await app.store.audit(
+        app.clock.now(),
+        request[PRINCIPAL],
+        "alert.post",
+        target=",".join(str(r.alert_id) for r in results if r.alert_id) or None,
+        detail={"outcomes": [r.outcome for r in results]},
+        remote=request.remote,
+    )
     if len(results) == 1:
         return await _single_result(app, results[0])
     created = [await _alert_response(app, r.alert_id) for r in results if r.alert_id]
-    rejected = [{"errors": r.errors, "quarantine_id": r.payload_id} for r in results if r.outcome == "rejected"]
+    rejected = [
+        {"errors": r.errors, "quarantine_id": r.payload_id} for r in results if r.outcome == "rejected"
+    ]
     status = 201 if any(r.outcome == "created" for r in results) else (400 if not created else 200)
-    return _json({"alerts": created, "rejected": rejected}, status=status)
+    return _json({"alerts": created, "rejected": rejected}, status=status, tz=app.tz)
 
 
 async def _single_result(app: App, result: IngestResult) -> web.Response:
@@ -161,17 +204,19 @@ async def _single_result(app: App, result: IngestResult) -> web.Response:
     data["warnings"] = result.warnings
     if result.outcome == "duplicate":
         data["duplicate"] = True
-        return _json(data, status=200)
-    return _json(data, status=201 if data["fanout"] == "done" else 202)
+        return _json(data, status=200, tz=app.tz)
+    return _json(data, status=201 if data["fanout"] == "done" else 202, tz=app.tz)
 
 
 async def list_alerts(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
-    rows = await app.store.list_alerts(state=request.query.get("state") or None,
-                                       limit=_int(request, "limit", 50, maximum=500) or 50,
-                                       before_id=_int(request, "before", maximum=2**62))
+    rows = await app.store.list_alerts(
+        state=request.query.get("state") or None,
+        limit=_int(request, "limit", 50, maximum=500) or 50,
+        before_id=_int(request, "before", maximum=2**62),
+    )
     counts = await app.store.delivery_counts([r["id"] for r in rows])
-    return _json({"alerts": [alert_json(r, counts.get(r["id"])) for r in rows]})
+    return _json({"alerts": [alert_json(r, counts.get(r["id"])) for r in rows]}, tz=app.tz)
 
 
 async def get_alert(request: web.Request) -> web.Response:
@@ -182,7 +227,7 @@ async def get_alert(request: web.Request) -> web.Response:
         return _error(404, f"no alert {alert_id}")
     data = alert_json(row, (await app.store.delivery_counts([alert_id])).get(alert_id))
     data["revisions"] = [alert_json(r) for r in await app.store.chain(row["root_id"] or alert_id)]
-    return _json(data)
+    return _json(data, tz=app.tz)
 
 
 def _path_id(request: web.Request) -> int:
@@ -199,15 +244,21 @@ async def alert_deliveries(request: web.Request) -> web.Response:
         return _error(404, f"no alert {alert_id}")
     limit = _int(request, "limit", 1000, maximum=10_000) or 1000
     rows = await app.store.deliveries_page(
-        {"alert_id": alert_id, "channel": request.query.get("channel"), "status": request.query.get("status")},
-        limit=limit, after_id=_int(request, "after", 0, maximum=2**62) or 0)
+        {
+            "alert_id": alert_id,
+            "channel": request.query.get("channel"),
+            "status": request.query.get("status"),
+        },
+        limit=limit,
+        after_id=_int(request, "after", 0, maximum=2**62) or 0,
+    )
     items = [delivery_json(r) for r in rows]
     if request.query.get("events") in ("1", "true"):
         events = await app.store.delivery_events(r["id"] for r in rows)
         for item in items:
             item["events"] = events[item["id"]]
     next_after = rows[-1]["id"] if len(rows) == limit else None
-    return _json({"alert_id": alert_id, "deliveries": items, "next_after": next_after})
+    return _json({"alert_id": alert_id, "deliveries": items, "next_after": next_after}, tz=app.tz)
 
 
 async def post_broadcast(request: web.Request) -> web.Response:
@@ -224,16 +275,28 @@ async def post_broadcast(request: web.Request) -> web.Response:
         return _error(400, f"unknown field(s): {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
     try:
         req = BroadcastRequest(
-            channels=_str_list(body, "channels"), areas=_str_list(body, "areas"), groups=_str_list(body, "groups"),
-            hazard=_opt_str(body, "hazard"), colour=_opt_str(body, "colour"), text=_opt_str(body, "text"),
-            headline=_opt_str(body, "headline"), status=_opt_str(body, "status") or "Actual",
-            expires_in=float(body.get("expires_in", 6 * 3600)), actor=request[PRINCIPAL],
+            channels=_str_list(body, "channels"),
+            areas=_str_list(body, "areas"),
+            groups=_str_list(body, "groups"),
+            hazard=_opt_str(body, "hazard"),
+            colour=_opt_str(body, "colour"),
+            text=_opt_str(body, "text"),
+            headline=_opt_str(body, "headline"),
+            status=_opt_str(body, "status") or "Actual",
+            expires_in=float(body.get("expires_in", 6 * 3600)),
+            actor=request[PRINCIPAL],
         )
         result = await app.pipeline.broadcast(req)
     except (BroadcastInvalid, ValueError, TypeError) as exc:
         return _error(400, str(exc))
-    await app.store.audit(app.clock.now(), request[PRINCIPAL], "broadcast.send", target=str(result.alert_id),
-                          detail=body, remote=request.remote)
+    await app.store.audit(
+        app.clock.now(),
+        request[PRINCIPAL],
+        "broadcast.send",
+        target=str(result.alert_id),
+        detail=body,
+        remote=request.remote,
+    )
     return await _single_result(app, result)
 
 
@@ -256,7 +319,7 @@ def _opt_str(body: Mapping[str, Any], key: str) -> str | None:
 async def quarantine(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     rows = await app.store.quarantine(limit=_int(request, "limit", 100, maximum=1000) or 100)
-    return _json({"quarantine": rows})
+    return _json({"quarantine": rows}, tz=app.tz)
 
 
 async def feeds(request: web.Request) -> web.Response:
@@ -269,7 +332,7 @@ async def feeds(request: web.Request) -> web.Response:
         last = state.get("last_success")
         stale = last is None or (now - last).total_seconds() > 3 * feed.interval
         out.append({"name": feed.name, "url": feed.url, "interval_s": feed.interval, "stale": stale, **state})
-    return _json({"feeds": out})
+    return _json({"feeds": out}, tz=app.tz)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -282,8 +345,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def make_web_app(app: App) -> web.Application:
-    web_app = web.Application(middlewares=[error_middleware, auth_middleware],
-                              client_max_size=app.config.api.max_body_bytes)
+    web_app = web.Application(
+        middlewares=[error_middleware, auth_middleware], client_max_size=app.config.api.max_body_bytes
+    )
     web_app[APP_KEY] = app
     web_app.router.add_get("/healthz", healthz)
     web_app.router.add_post("/api/v1/alerts", post_alert)

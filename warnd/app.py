@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from channels import adapter_class
 from channels.base import Channel
@@ -20,30 +21,59 @@ log = logging.getLogger("warnd")
 def recipient_row(person: Subscriber | Terminal) -> dict[str, Any]:
     """The recipients-table row for a configured or imported subscriber / terminal."""
     if isinstance(person, Terminal):
-        return {"key": f"terminal:{person.id}", "kind": "terminal", "name": person.name, "phone": None,
-                "role": person.role, "area_code": person.area_code, "lat": person.lat, "lon": person.lon,
-                "language": person.language, "push_tokens": None, "terminal_id": person.id,
-                "groups": "|".join(person.groups)}
-    return {"key": person.phone or f"{person.area_code}:{person.name}", "kind": "person", "name": person.name,
-            "phone": person.phone, "role": person.role, "area_code": person.area_code, "lat": person.lat,
-            "lon": person.lon, "language": person.language, "push_tokens": list(person.push_tokens) or None,
-            "terminal_id": None, "groups": "|".join(person.groups)}
+        return {
+            "key": f"terminal:{person.id}",
+            "kind": "terminal",
+            "name": person.name,
+            "phone": None,
+            "role": person.role,
+            "area_code": person.area_code,
+            "lat": person.lat,
+            "lon": person.lon,
+            "language": person.language,
+            "push_tokens": None,
+            "terminal_id": person.id,
+            "groups": "|".join(person.groups),
+        }
+    return {
+        "key": person.phone or f"{person.area_code}:{person.name}",
+        "kind": "person",
+        "name": person.name,
+        "phone": person.phone,
+        "role": person.role,
+        "area_code": person.area_code,
+        "lat": person.lat,
+        "lon": person.lon,
+        "language": person.language,
+        "push_tokens": list(person.push_tokens) or None,
+        "terminal_id": None,
+        "groups": "|".join(person.groups),
+    }
 
 
 class App:
     def __init__(self, config: Config, *, clock: Clock | None = None, database: str | None = None):
         self.config = config
+        self.tz = ZoneInfo(config.timezone)  # how times are shown to people (API, CLI)
         self.clock: Clock = clock or SystemClock()
         self.store = Store.open(database or config.database_url)
         self.renderer = Renderer(config.templates, default_language=config.language, timezone=config.timezone)
         self.channels: dict[str, Channel] = {
-            name: adapter_class(settings["adapter"])(name, config.channel_settings(name), data_dir=str(config.data_dir))
+            name: adapter_class(settings["adapter"])(
+                name, config.channel_settings(name), data_dir=str(config.data_dir)
+            )
             for name, settings in config.channels.items()
         }
-        self.dispatcher = Dispatcher(store=self.store, channels=self.channels, settings=config.dispatch,
-                                     clock=self.clock)
-        self.pipeline = Pipeline(config=config, store=self.store, renderer=self.renderer, clock=self.clock,
-                                 wake=self.dispatcher.wake)
+        self.dispatcher = Dispatcher(
+            store=self.store, channels=self.channels, settings=config.dispatch, clock=self.clock
+        )
+        self.pipeline = Pipeline(
+            config=config,
+            store=self.store,
+            renderer=self.renderer,
+            clock=self.clock,
+            wake=self.dispatcher.wake,
+        )
         self._channels_started = False
 
     async def start(self, *, migrate: bool = True, sync: bool = True, channels: bool = False) -> None:
@@ -65,5 +95,6 @@ class App:
     async def sync_config(self) -> dict[str, int]:
         """Make the recipients table match the subscribers and terminals in config (imported ones stay)."""
         people: list[Subscriber | Terminal] = [*self.config.subscribers, *self.config.terminals]
-        return await self.store.upsert_recipients([[recipient_row(p) for p in people]], source="config",
-                                                  now=self.clock.now(), replace_source=True)
+        return await self.store.upsert_recipients(
+            [[recipient_row(p) for p in people]], source="config", now=self.clock.now(), replace_source=True
+        )

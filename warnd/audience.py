@@ -36,8 +36,14 @@ def admin_prefixes(geocodes: list[tuple[str, str]] | tuple[tuple[str, str], ...]
     for name, value in geocodes:
         for code in str(value).replace("，", ",").split(","):
             code = code.strip()
-            if code.isdigit() and (len(code) == 12 or (len(code) in (6, 9) and _ADMIN_NAMES.search(name)
-                                                       and name.upper() not in ("SAME", "FIPS6", "UGC"))):
+            if code.isdigit() and (
+                len(code) == 12
+                or (
+                    len(code) in (6, 9)
+                    and _ADMIN_NAMES.search(name)
+                    and name.upper() not in ("SAME", "FIPS6", "UGC")
+                )
+            ):
                 out.append(area_prefix(code))
     return tuple(dict.fromkeys(out))
 

@@ -9,25 +9,46 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from warnd import __version__
 from warnd.config import Config, ConfigInvalid, load_config, parse_duration
 from warnd.logs import configure_logging, mask_phone
 
-LOG_COLUMNS = ("id", "alert_id", "created_at", "channel", "status", "recipient", "phone", "area_code", "segments",
-               "attempts", "sent_at", "error", "body")
+LOG_COLUMNS = (
+    "id",
+    "alert_id",
+    "created_at",
+    "channel",
+    "status",
+    "recipient",
+    "phone",
+    "area_code",
+    "segments",
+    "attempts",
+    "sent_at",
+    "error",
+    "body",
+)
 
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", default=os.environ.get("WARND_CONFIG", "config"),
-                        help="config directory (default: $WARND_CONFIG or ./config)")
-    common.add_argument("--database", default=None,
-                        help="database URL (default: config database, $WARND_DATABASE_URL, or SQLite in data_dir)")
+    common.add_argument(
+        "-c",
+        "--config",
+        default=os.environ.get("WARND_CONFIG", "config"),
+        help="config directory (default: $WARND_CONFIG or ./config)",
+    )
+    common.add_argument(
+        "--database",
+        default=None,
+        help="database URL (default: config database, $WARND_DATABASE_URL, or SQLite in data_dir)",
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return common
 
@@ -76,8 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("--test", action="store_true", help="a test (测试): drill groups only")
     bc.add_argument("--expires-in", default="6h", help="how long the broadcast stays active (default 6h)")
     bc.add_argument("--actor", default=None, help="who is sending (default: the login name)")
-    bc.add_argument("--send", action="store_true",
-                    help="also dispatch now from this process (otherwise the running daemon sends it)")
+    bc.add_argument(
+        "--send",
+        action="store_true",
+        help="also dispatch now from this process (otherwise the running daemon sends it)",
+    )
 
     subs = sub.add_parser("subscribers", help="import or export subscribers")
     subs_sub = subs.add_subparsers(dest="subscribers_command", required=True, metavar="ACTION")
@@ -140,9 +164,11 @@ async def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
     if problems:
         print(f"{len(problems)} template error(s)", file=sys.stderr)
         return 2
-    print(f"config OK: {config.directory}: {len(config.channels)} channels, {len(config.groups)} groups, "
-          f"{len(config.rules)} rules, {len(config.subscribers)} subscribers, {len(config.terminals)} terminals, "
-          f"{len(config.feeds)} feeds")
+    print(
+        f"config OK: {config.directory}: {len(config.channels)} channels, {len(config.groups)} groups, "
+        f"{len(config.rules)} rules, {len(config.subscribers)} subscribers, {len(config.terminals)} terminals, "
+        f"{len(config.feeds)} feeds"
+    )
     return 0
 
 
@@ -183,12 +209,19 @@ async def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
                 counts = (await app.store.delivery_counts([result.alert_id])).get(result.alert_id, {})
                 assert alert is not None
                 summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no deliveries"
-                print(f"{path}: {result.outcome} alert {alert['id']} {alert['msg_type']} {alert['event']} "
-                      f"{alert['colour'] or '-'} level {alert['level'] or '-'}: {summary}")
+                print(
+                    f"{path}: {result.outcome} alert {alert['id']} {alert['msg_type']} {alert['event']} "
+                    f"{alert['colour'] or '-'} level {alert['level'] or '-'}: {summary}"
+                )
                 for warning in result.warnings:
                     print(f"  warning: {warning}")
-            await app.store.audit(app.clock.now(), _actor(args), "alert.ingest", target=str(path),
-                                  detail={"outcomes": [r.outcome for r in results]})
+            await app.store.audit(
+                app.clock.now(),
+                _actor(args),
+                "alert.ingest",
+                target=str(path),
+                detail={"outcomes": [r.outcome for r in results]},
+            )
     finally:
         await app.close()
     return 1 if failed else 0
@@ -206,14 +239,19 @@ def _when(value: str | None, now: datetime) -> datetime | None:
 
 
 async def cmd_logs(config: Config, args: argparse.Namespace) -> int:
-    from zoneinfo import ZoneInfo
-
     from warnd.store import Store
 
     tz = ZoneInfo(config.timezone)
     now = datetime.now(UTC)
-    filters = {"alert_id": args.alert, "channel": args.channel, "status": args.status, "area": args.area,
-               "since": _when(args.since, now), "until": _when(args.until, now), "phone_suffix": args.phone_suffix}
+    filters = {
+        "alert_id": args.alert,
+        "channel": args.channel,
+        "status": args.status,
+        "area": args.area,
+        "since": _when(args.since, now),
+        "until": _when(args.until, now),
+        "phone_suffix": args.phone_suffix,
+    }
     store = Store.open(args.database or config.database_url)
     out = sys.stdout
     writer = csv.writer(out) if args.format == "csv" else None
@@ -224,9 +262,13 @@ async def cmd_logs(config: Config, args: argparse.Namespace) -> int:
     try:
         await store.upgrade()
         if args.unmask:
-            await store.audit(now, _actor(args), "logs.unmask", detail={k: str(v) for k, v in filters.items() if v})
+            await store.audit(
+                now, _actor(args), "logs.unmask", detail={k: str(v) for k, v in filters.items() if v}
+            )
         while args.limit is None or shown < args.limit:
-            page = await store.deliveries_page(filters, limit=min(5000, (args.limit or 5000) - shown), after_id=after)
+            page = await store.deliveries_page(
+                filters, limit=min(5000, (args.limit or 5000) - shown), after_id=after
+            )
             if not page:
                 break
             after = page[-1]["id"]
@@ -278,10 +320,16 @@ async def cmd_broadcast(config: Config, args: argparse.Namespace) -> int:
 
     channels = [c.strip() for value in args.channel for c in value.split(",") if c.strip()]
     request = BroadcastRequest(
-        channels=channels, areas=args.area, groups=args.group, hazard=args.hazard, colour=args.colour,
-        text=args.text, headline=args.headline,
+        channels=channels,
+        areas=args.area,
+        groups=args.group,
+        hazard=args.hazard,
+        colour=args.colour,
+        text=args.text,
+        headline=args.headline,
         status="Exercise" if args.exercise else ("Test" if args.test else "Actual"),
-        expires_in=parse_duration(args.expires_in), actor=_actor(args),
+        expires_in=parse_duration(args.expires_in),
+        actor=_actor(args),
     )
     app = _app(config, args)
     try:
@@ -291,14 +339,27 @@ async def cmd_broadcast(config: Config, args: argparse.Namespace) -> int:
         except BroadcastInvalid as exc:
             print(f"broadcast refused: {exc}", file=sys.stderr)
             return 2
-        await app.store.audit(app.clock.now(), _actor(args), "broadcast.send", target=str(result.alert_id),
-                              detail={"channels": channels, "areas": args.area, "groups": args.group,
-                                      "hazard": args.hazard, "colour": args.colour, "status": request.status})
+        await app.store.audit(
+            app.clock.now(),
+            _actor(args),
+            "broadcast.send",
+            target=str(result.alert_id),
+            detail={
+                "channels": channels,
+                "areas": args.area,
+                "groups": args.group,
+                "hazard": args.hazard,
+                "colour": args.colour,
+                "status": request.status,
+            },
+        )
         if args.send:
             await app.dispatcher.drain()
         counts = (await app.store.delivery_counts([result.alert_id or 0])).get(result.alert_id or 0, {})
-        print(f"broadcast alert {result.alert_id}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-                                                        or "no recipients matched"))
+        print(
+            f"broadcast alert {result.alert_id}: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no recipients matched")
+        )
     finally:
         await app.close()
     return 0
@@ -317,8 +378,13 @@ async def cmd_subscribers(config: Config, args: argparse.Namespace) -> int:
             finally:
                 if args.output:
                     handle.close()
-            await app.store.audit(app.clock.now(), _actor(args), "subscribers.export",
-                                  target=str(args.output or "stdout"), detail={"rows": count})
+            await app.store.audit(
+                app.clock.now(),
+                _actor(args),
+                "subscribers.export",
+                target=str(args.output or "stdout"),
+                detail={"rows": count},
+            )
             print(f"exported {count} subscriber(s)", file=sys.stderr)
             return 0
         report = ImportReport()
@@ -327,21 +393,30 @@ async def cmd_subscribers(config: Config, args: argparse.Namespace) -> int:
             with open_csv(args.file) as handle:
                 result = await app.store.upsert_recipients(
                     validated_chunks(handle, report, groups=config.groups, roles=config.roles),
-                    source="import", now=app.clock.now())
+                    source="import",
+                    now=app.clock.now(),
+                )
         except ImportRejected:
             for error in report.errors:
                 print(f"{args.file}: {error}", file=sys.stderr)
             if report.more_errors:
                 print(f"{args.file}: … and {report.more_errors} more", file=sys.stderr)
-            print(f"{args.file}: {len(report.errors) + report.more_errors} problem(s); nothing was imported",
-                  file=sys.stderr)
+            print(
+                f"{args.file}: {len(report.errors) + report.more_errors} problem(s); nothing was imported",
+                file=sys.stderr,
+            )
             return 1
         except OSError as exc:
             print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
             return 1
         seconds = (datetime.now(UTC) - started).total_seconds()
-        await app.store.audit(app.clock.now(), _actor(args), "subscribers.import", target=str(args.file),
-                              detail={"rows": result["upserted"]})
+        await app.store.audit(
+            app.clock.now(),
+            _actor(args),
+            "subscribers.import",
+            target=str(args.file),
+            detail={"rows": result["upserted"]},
+        )
         print(f"imported {result['upserted']} subscriber(s) from {args.file} in {seconds:.1f}s")
         return 0
     finally:
@@ -354,8 +429,10 @@ async def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     store = Store.open(args.database or config.database_url)
     try:
         await store.upgrade()
+        tz = ZoneInfo(config.timezone)
         for row in await store.quarantine(limit=args.limit):
-            print(f"#{row['id']} {row['received_at']:%Y-%m-%d %H:%M:%S} {row['source']} ({row['bytes']} bytes)")
+            received = row["received_at"].astimezone(tz)
+            print(f"#{row['id']} {received:%Y-%m-%d %H:%M:%S} {row['source']} ({row['bytes']} bytes)")
             for error in row["errors"] or []:
                 print(f"  {error}")
     finally:
@@ -363,7 +440,7 @@ async def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
+COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "run": cmd_run,
     "ingest": cmd_ingest,
     "check-config": cmd_check_config,

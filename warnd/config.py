@@ -36,8 +36,16 @@ from warnd.hazards import Catalogue, parse_colour, parse_level
 
 FILES = {
     "warnd.yaml": (
-        "organisation", "timezone", "language", "alert_default_ttl", "data_dir", "database", "templates", "api",
-        "dispatch", "roles",
+        "organisation",
+        "timezone",
+        "language",
+        "alert_default_ttl",
+        "data_dir",
+        "database",
+        "templates",
+        "api",
+        "dispatch",
+        "roles",
     ),
     "areas.yaml": ("areas",),
     "channels.yaml": ("channels",),
@@ -312,7 +320,9 @@ def _key_path(loc: tuple[Any, ...]) -> str:
 
 def _substitute_env(value: Any, path: str, file: str, errors: list[ConfigError]) -> Any:
     if isinstance(value, dict):
-        return {k: _substitute_env(v, f"{path}.{k}" if path else str(k), file, errors) for k, v in value.items()}
+        return {
+            k: _substitute_env(v, f"{path}.{k}" if path else str(k), file, errors) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_substitute_env(v, f"{path}[{i}]", file, errors) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
@@ -355,7 +365,9 @@ def read_subscriber_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         reader = csv.DictReader(handle)
         missing = [c for c in ("name", "phone", "area_code") if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"header lacks column(s) {', '.join(missing)} (columns: {','.join(SUBSCRIBER_CSV_COLUMNS)})")
+            raise ValueError(
+                f"header lacks column(s) {', '.join(missing)} (columns: {','.join(SUBSCRIBER_CSV_COLUMNS)})"
+            )
         for row in reader:
             yield reader.line_num, row
 
@@ -409,7 +421,9 @@ def load_config(directory: str | Path, *, database: str | None = None) -> Config
                     raw.setdefault("subscribers", []).append(subscriber_from_csv(row).model_dump())
                 except ValidationError as exc:
                     for err in exc.errors():
-                        errors.append(ConfigError(str(csv_path), f"line {line}: {_key_path(err['loc'])}", err["msg"]))
+                        errors.append(
+                            ConfigError(str(csv_path), f"line {line}: {_key_path(err['loc'])}", err["msg"])
+                        )
         except ValueError as exc:
             errors.append(ConfigError(str(csv_path), "", str(exc)))
 
@@ -425,6 +439,7 @@ def load_config(directory: str | Path, *, database: str | None = None) -> Config
         raw["database"] = raw["database"].get("url")
 
     config: Config | None = None
+    positions: dict[str, list[int]] = {}
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -432,17 +447,56 @@ def load_config(directory: str | Path, *, database: str | None = None) -> Config
             loc = err["loc"]
             file = origin.get(str(loc[0]), str(root / "warnd.yaml")) if loc else str(root)
             errors.append(ConfigError(file, _key_path(loc), err["msg"].removeprefix("Value error, ")))
+        # cross-check what did validate, so one run reports every problem
+        cleaned, positions = _without_invalid_items(raw, [e["loc"] for e in exc.errors()])
+        try:
+            partial = Config.model_validate(cleaned)
+        except ValidationError:
+            partial = None
+        if partial is not None:
+            errors.extend(_cross_check(partial, origin, positions))
     if config is not None:
-        errors.extend(_cross_check(config, origin))
+        errors.extend(_cross_check(config, origin, positions))
     if errors:
         raise ConfigInvalid(errors)
     assert config is not None
     return config
 
 
-def _cross_check(config: Config, origin: dict[str, str]) -> list[ConfigError]:
-    """References between sections: channels, groups, roles, hazards, colours on each hazard's ladder."""
+def _without_invalid_items(
+    raw: dict[str, Any], locations: list[tuple[Any, ...]]
+) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """``raw`` minus the list items / mapping entries / settings that failed validation, and for each list
+    section the original positions of the items kept (so later errors still name the right index)."""
+    cleaned = dict(raw)
+    bad: dict[str, set[Any]] = {}
+    for loc in locations:
+        section = str(loc[0]) if loc else ""
+        value = raw.get(section)
+        if len(loc) >= 2 and isinstance(value, list | dict) and section not in ("api", "dispatch"):
+            bad.setdefault(section, set()).add(loc[1])
+        else:
+            cleaned.pop(section, None)
+    positions: dict[str, list[int]] = {}
+    for section, items in bad.items():
+        value = raw[section]
+        if isinstance(value, list):
+            positions[section] = [i for i in range(len(value)) if i not in items]
+            cleaned[section] = [value[i] for i in positions[section]]
+        else:
+            cleaned[section] = {k: v for k, v in value.items() if k not in items}
+    return cleaned, positions
+
+
+def _cross_check(
+    config: Config, origin: dict[str, str], positions: dict[str, list[int]]
+) -> list[ConfigError]:
+    """References between sections: channels, groups, roles, hazards, colours on each hazard's ladder.
+    ``positions`` maps list sections to the original index of each item (some may have been left out)."""
     errors: list[ConfigError] = []
+
+    def at(section: str, index: int) -> int:
+        return positions[section][index] if section in positions else index
 
     def err(section: str, path: str, reason: str) -> None:
         errors.append(ConfigError(origin.get(section, str(config.directory)), path, reason))
@@ -458,13 +512,21 @@ def _cross_check(config: Config, origin: dict[str, str]) -> list[ConfigError]:
             err("channels", f"channels.{name}.adapter", str(exc.args[0]))
         except ValidationError as exc:
             for e in exc.errors():
-                err("channels", f"channels.{name}.{_key_path(e['loc'])}", e["msg"].removeprefix("Value error, "))
+                err(
+                    "channels",
+                    f"channels.{name}.{_key_path(e['loc'])}",
+                    e["msg"].removeprefix("Value error, "),
+                )
 
     known_roles = set(config.roles)
     for name, group in config.groups.items():
         for i, role in enumerate(group.roles):
             if role not in known_roles:
-                err("groups", f"groups.{name}.roles[{i}]", f"unknown role {role!r} (known: {', '.join(sorted(known_roles))})")
+                err(
+                    "groups",
+                    f"groups.{name}.roles[{i}]",
+                    f"unknown role {role!r} (known: {', '.join(sorted(known_roles))})",
+                )
 
     catalogue = config.catalogue()
     for r, rule in enumerate(config.rules):
@@ -472,7 +534,11 @@ def _cross_check(config: Config, origin: dict[str, str]) -> list[ConfigError]:
         for h, word in enumerate(rule.hazards):
             hazard = catalogue.find(word)
             if hazard is None:
-                err("rules", f"rules[{r}].hazards[{h}]", f"unknown hazard {word!r} (add it to hazards.yaml)")
+                err(
+                    "rules",
+                    f"rules[{at('rules', r)}].hazards[{h}]",
+                    f"unknown hazard {word!r} (add it to hazards.yaml)",
+                )
             else:
                 ladders.append((hazard.name, hazard.colours))
         for c, colour in enumerate(rule.colours):
@@ -480,39 +546,58 @@ def _cross_check(config: Config, origin: dict[str, str]) -> list[ConfigError]:
                 if colour not in ladder:
                     err(
                         "rules",
-                        f"rules[{r}].colours[{c}]",
+                        f"rules[{at('rules', r)}].colours[{c}]",
                         f"{hazard_name} has no {colour} signal (its ladder: {', '.join(ladder)})",
                     )
         for t, target in enumerate(rule.targets):
-            for g, group in enumerate(target.groups):
-                if group not in config.groups:
-                    err("rules", f"rules[{r}].targets[{t}].groups[{g}]", f"unknown group {group!r}")
+            for g, group_name in enumerate(target.groups):
+                if group_name not in config.groups:
+                    err(
+                        "rules",
+                        f"rules[{at('rules', r)}].targets[{t}].groups[{g}]",
+                        f"unknown group {group_name!r}",
+                    )
             for c, channel in enumerate(target.channels):
                 if channel not in config.channels:
                     known = ", ".join(sorted(config.channels)) or "none configured"
-                    err("rules", f"rules[{r}].targets[{t}].channels[{c}]", f"unknown channel {channel!r} (known: {known})")
+                    err(
+                        "rules",
+                        f"rules[{at('rules', r)}].targets[{t}].channels[{c}]",
+                        f"unknown channel {channel!r} (known: {known})",
+                    )
     names = [rule.name for rule in config.rules]
     for r, name in enumerate(names):
         if names.index(name) != r:
-            err("rules", f"rules[{r}].name", f"duplicate rule name {name!r}")
+            err("rules", f"rules[{at('rules', r)}].name", f"duplicate rule name {name!r}")
 
-    for section, people in (("subscribers", config.subscribers), ("terminals", config.terminals)):
-        for i, person in enumerate(people):
-            if person.role not in known_roles:
-                err(section, f"{section}[{i}].role", f"unknown role {person.role!r} (known: {', '.join(sorted(known_roles))})")
-            for g, group in enumerate(person.groups):
-                if group not in config.groups:
-                    err(section, f"{section}[{i}].groups[{g}]", f"unknown group {group!r}")
+    people: list[tuple[str, int, Subscriber | Terminal]] = [
+        *(("subscribers", i, s) for i, s in enumerate(config.subscribers)),
+        *(("terminals", i, t) for i, t in enumerate(config.terminals)),
+    ]
+    for section, i, person in people:
+        if person.role not in known_roles:
+            err(
+                section,
+                f"{section}[{at(section, i)}].role",
+                f"unknown role {person.role!r} (known: {', '.join(sorted(known_roles))})",
+            )
+        for g, member_of in enumerate(person.groups):
+            if member_of not in config.groups:
+                err(section, f"{section}[{at(section, i)}].groups[{g}]", f"unknown group {member_of!r}")
     seen: set[str] = set()
     for i, s in enumerate(config.subscribers):
         if s.phone and s.phone in seen:
-            err("subscribers", f"subscribers[{i}].phone", "duplicate phone number (one subscriber per number)")
+            err(
+                "subscribers",
+                f"subscribers[{at('subscribers', i)}].phone",
+                "duplicate phone number (one subscriber per number)",
+            )
         if s.phone:
             seen.add(s.phone)
     ids = [t.id for t in config.terminals]
     for i, tid in enumerate(ids):
         if ids.index(tid) != i:
-            err("terminals", f"terminals[{i}].id", f"duplicate terminal id {tid!r}")
+            err("terminals", f"terminals[{at('terminals', i)}].id", f"duplicate terminal id {tid!r}")
     for code in config.areas:
         if not _ADMIN_CODE.match(str(code)):
             err("areas", f"areas.{code}", "admin code must be 12 digits")

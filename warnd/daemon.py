@@ -72,16 +72,25 @@ async def _serve(app: App, host: str, port: int) -> None:
     scheduler = AsyncIOScheduler(timezone=UTC)
     for feed in app.config.feeds:
         if feed.enabled:
-            scheduler.add_job(poller.poll, "interval", seconds=feed.interval, args=[feed], id=f"feed:{feed.name}",
-                              max_instances=1, coalesce=True, next_run_time=app.clock.now())
+            scheduler.add_job(
+                poller.poll,
+                "interval",
+                seconds=feed.interval,
+                args=[feed],
+                id=f"feed:{feed.name}",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=app.clock.now(),
+            )
 
     async def sweep_expired() -> None:
         expired = await app.store.expire_alerts(app.clock.now())
         if expired:
             log.info("alert(s) %s expired", ", ".join(map(str, expired)))
 
-    scheduler.add_job(sweep_expired, "interval", seconds=EXPIRY_SWEEP_SECONDS, id="expire", max_instances=1,
-                      coalesce=True)
+    scheduler.add_job(
+        sweep_expired, "interval", seconds=EXPIRY_SWEEP_SECONDS, id="expire", max_instances=1, coalesce=True
+    )
 
     runner = web.AppRunner(make_web_app(app), access_log=None)
     await runner.setup()
@@ -93,12 +102,20 @@ async def _serve(app: App, host: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     dispatching = asyncio.create_task(app.dispatcher.run(stopping))
-    log.info("warnd listening on http://%s:%d (channels: %s; database: %s)", host, port,
-             ", ".join(sorted(app.channels)) or "none", make_url(app.store.url).render_as_string(hide_password=True))
+    log.info(
+        "warnd listening on http://%s:%d (channels: %s; database: %s)",
+        host,
+        port,
+        ", ".join(sorted(app.channels)) or "none",
+        make_url(app.store.url).render_as_string(hide_password=True),
+    )
     print(f"warnd listening on http://{host}:{port}", flush=True)
     await stopping.wait()
 
-    log.info("stopping: no new claims; finishing the batch in hand (up to %.0fs)", app.config.dispatch.shutdown_grace)
+    log.info(
+        "stopping: no new claims; finishing the batch in hand (up to %.0fs)",
+        app.config.dispatch.shutdown_grace,
+    )
     scheduler.shutdown(wait=False)
     await runner.cleanup()
     try:

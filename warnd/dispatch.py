@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from channels.base import Address, Channel, OutgoingMessage, Outcome, Recipient, SendResult
+from channels.base import Address, Channel, Outcome, OutgoingMessage, Recipient, SendResult
 from warnd.clock import Clock
 from warnd.config import DispatchSettings
 from warnd.store import Claimed, Store
@@ -70,8 +70,15 @@ def pick_address(kind: Address, recipient: Mapping[str, Any]) -> str | None:
 
 
 class Dispatcher:
-    def __init__(self, *, store: Store, channels: Mapping[str, Channel], settings: DispatchSettings, clock: Clock,
-                 rng: random.Random | None = None):
+    def __init__(
+        self,
+        *,
+        store: Store,
+        channels: Mapping[str, Channel],
+        settings: DispatchSettings,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ):
         self.store = store
         self.channels = dict(channels)
         self.settings = settings
@@ -80,7 +87,8 @@ class Dispatcher:
         self._wake = {name: asyncio.Event() for name in self.channels}
         self._buckets = {
             name: TokenBucket(ch.settings.rate_per_second, ch.settings.rate_per_second, clock)
-            for name, ch in self.channels.items() if ch.settings.rate_per_second
+            for name, ch in self.channels.items()
+            if ch.settings.rate_per_second
         }
 
     def wake(self) -> None:
@@ -113,7 +121,9 @@ class Dispatcher:
                 continue
             wake.clear()
             waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopping.wait())]
-            await asyncio.wait(waits, timeout=self.settings.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                waits, timeout=self.settings.poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
             for waiter in waits:
                 waiter.cancel()
 
@@ -142,17 +152,25 @@ class Dispatcher:
             d = item.delivery
             expires = item.alert["expires"]
             if expires and datetime.fromisoformat(expires) <= now:
-                outcomes.append(_outcome(d["id"], "expired", "expired", error="预警已过期，未发送 (alert expired)"))
+                outcomes.append(
+                    _outcome(d["id"], "expired", "expired", error="预警已过期，未发送 (alert expired)")
+                )
                 continue
             address = pick_address(channel.address, item.recipient)
             if not address:
-                outcomes.append(_outcome(d["id"], "failed", "failed",
-                                         error=f"recipient has no {channel.address.value} address"))
+                outcomes.append(
+                    _outcome(
+                        d["id"], "failed", "failed", error=f"recipient has no {channel.address.value} address"
+                    )
+                )
                 continue
             by_id[d["id"]] = item
             groups.setdefault(d["message_id"], []).append(_outgoing(item, address))
-        chunks = [msgs[i:i + max(1, channel.max_batch)]
-                  for msgs in groups.values() for i in range(0, len(msgs), max(1, channel.max_batch))]
+        chunks = [
+            msgs[i : i + max(1, channel.max_batch)]
+            for msgs in groups.values()
+            for i in range(0, len(msgs), max(1, channel.max_batch))
+        ]
         semaphore = asyncio.Semaphore(max(1, settings.concurrency))
         bucket = self._buckets.get(name)
 
@@ -167,49 +185,82 @@ class Dispatcher:
                     results = await channel.send(chunk)
                 except Exception as exc:  # an adapter bug or an unexpected error: try again later
                     log.exception("channel %s raised while sending %d message(s)", name, len(chunk))
-                    results = [SendResult(m.delivery_id, Outcome.RETRY, error=f"{type(exc).__name__}: {exc}")
-                               for m in chunk]
+                    results = [
+                        SendResult(m.delivery_id, Outcome.RETRY, error=f"{type(exc).__name__}: {exc}")
+                        for m in chunk
+                    ]
                 elapsed_ms = round((time.monotonic() - started) * 1000, 1)
                 answered = {r.delivery_id for r in results}
-                results += [SendResult(m.delivery_id, Outcome.RETRY, error="adapter returned no result")
-                            for m in chunk if m.delivery_id not in answered]
+                results += [
+                    SendResult(m.delivery_id, Outcome.RETRY, error="adapter returned no result")
+                    for m in chunk
+                    if m.delivery_id not in answered
+                ]
                 latency_ms.update((m.delivery_id, elapsed_ms) for m in chunk)
                 return results
 
         for results in await asyncio.gather(*(send(c) for c in chunks)):
             for result in results:
-                item = by_id.get(result.delivery_id)
-                if item is not None:
-                    outcome = self._outcome_for(result, item, settings.max_attempts, settings.backoff_initial,
-                                                settings.backoff_max)
+                sent_item = by_id.get(result.delivery_id)
+                if sent_item is not None:
+                    outcome = self._outcome_for(
+                        result,
+                        sent_item,
+                        settings.max_attempts,
+                        settings.backoff_initial,
+                        settings.backoff_max,
+                    )
                     outcome["detail"]["latency_ms"] = latency_ms.get(result.delivery_id)
                     outcomes.append(outcome)
         counts: dict[str, int] = {}
         for o in outcomes:
             counts[o["event"]] = counts.get(o["event"], 0) + 1
-        log.info("%s: %d claimed, %s", name, len(claimed), ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        log.info(
+            "%s: %d claimed, %s", name, len(claimed), ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        )
         return outcomes
 
-    def _outcome_for(self, result: SendResult, item: Claimed, max_attempts: int, initial: float,
-                     maximum: float) -> dict[str, Any]:
+    def _outcome_for(
+        self, result: SendResult, item: Claimed, max_attempts: int, initial: float, maximum: float
+    ) -> dict[str, Any]:
         d = item.delivery
-        detail = {"attempt": d["attempts"], "error": result.error, "provider_message_id": result.provider_message_id,
-                  **dict(result.response or {})}
+        detail = {
+            "attempt": d["attempts"],
+            "error": result.error,
+            "provider_message_id": result.provider_message_id,
+            **dict(result.response or {}),
+        }
         if result.outcome is Outcome.ACCEPTED:
-            return _outcome(d["id"], "sent", "accepted", provider_message_id=result.provider_message_id,
-                            detail=detail)
+            return _outcome(
+                d["id"], "sent", "accepted", provider_message_id=result.provider_message_id, detail=detail
+            )
         if result.outcome is Outcome.FAILED:
-            return _outcome(d["id"], "failed", "failed", error=result.error or "provider refused", detail=detail)
+            return _outcome(
+                d["id"], "failed", "failed", error=result.error or "provider refused", detail=detail
+            )
         if d["attempts"] >= max_attempts:
-            return _outcome(d["id"], "failed", "failed", detail=detail,
-                            error=f"gave up after {d['attempts']} attempts; last error: {result.error}")
-        delay = result.retry_after if result.retry_after is not None else backoff_delay(
-            d["attempts"], initial, maximum, self.rng)
+            return _outcome(
+                d["id"],
+                "failed",
+                "failed",
+                detail=detail,
+                error=f"gave up after {d['attempts']} attempts; last error: {result.error}",
+            )
+        delay = (
+            result.retry_after
+            if result.retry_after is not None
+            else backoff_delay(d["attempts"], initial, maximum, self.rng)
+        )
         retry_at = self.clock.now() + timedelta(seconds=delay)
         expires = item.alert["expires"]
         if expires and datetime.fromisoformat(expires) <= retry_at:
-            return _outcome(d["id"], "expired", "expired", detail=detail,
-                            error=f"alert expires before the next attempt; last error: {result.error}")
+            return _outcome(
+                d["id"],
+                "expired",
+                "expired",
+                detail=detail,
+                error=f"alert expires before the next attempt; last error: {result.error}",
+            )
         detail["retry_in_s"] = round(delay, 3)
         return _outcome(d["id"], "queued", "retry", error=result.error, visible_at=retry_at, detail=detail)
 
@@ -221,14 +272,28 @@ def _outcome(delivery_id: int, status: str, event: str, **extra: Any) -> dict[st
 def _outgoing(item: Claimed, address: str) -> OutgoingMessage:
     d, r, m, a = item.delivery, item.recipient, item.message, item.alert
     recipient = Recipient(
-        key=r["key"], name=r["name"], kind=r["kind"], role=r["role"], area_code=r["area_code"],
-        language=r["language"], phone=r["phone"], push_tokens=tuple(r["push_tokens"] or ()),
+        key=r["key"],
+        name=r["name"],
+        kind=r["kind"],
+        role=r["role"],
+        area_code=r["area_code"],
+        language=r["language"],
+        phone=r["phone"],
+        push_tokens=tuple(r["push_tokens"] or ()),
         terminal_id=r["terminal_id"],
     )
     colour_rank = {"red": 1, "orange": 2, "yellow": 3, "blue": 4}.get(a["colour"] or "", 4)
     return OutgoingMessage(
-        delivery_id=d["id"], idempotency_key=d["idempotency_key"], recipient=recipient, address=address,
-        body=m["body"], content_key=str(d["message_id"]), title=m["title"], data=m["data"] or {},
-        segments=d["segments"], repeat=d["repeat"],
-        priority=9 if a["status"] in ("Exercise", "Test") else colour_rank, alert=a,
+        delivery_id=d["id"],
+        idempotency_key=d["idempotency_key"],
+        recipient=recipient,
+        address=address,
+        body=m["body"],
+        content_key=str(d["message_id"]),
+        title=m["title"],
+        data=m["data"] or {},
+        segments=d["segments"],
+        repeat=d["repeat"],
+        priority=9 if a["status"] in ("Exercise", "Test") else colour_rank,
+        alert=a,
     )

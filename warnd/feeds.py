@@ -42,7 +42,9 @@ class FeedPoller:
             self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
         return self._session
 
-    async def _get(self, feed: Feed, url: str, headers: dict[str, str]) -> tuple[int, bytes, CIMultiDict[str]]:
+    async def _get(
+        self, feed: Feed, url: str, headers: dict[str, str]
+    ) -> tuple[int, bytes, CIMultiDict[str]]:
         timeout = aiohttp.ClientTimeout(total=feed.timeout)
         async with self._client().get(url, headers={**feed.headers, **headers}, timeout=timeout) as resp:
             if resp.status == 304:
@@ -75,10 +77,16 @@ class FeedPoller:
                 await self._ingest_feed(feed, body, headers.get("Content-Type"), summary)
             latency = (time.monotonic() - started) * 1000
             await self.store.save_feed_state(
-                feed.name, url=feed.url, etag=headers.get("ETag") or state.get("etag"),
-                last_modified=headers.get("Last-Modified") or state.get("last_modified"), last_poll=now,
-                last_success=now, consecutive_failures=0,
-                items=(state.get("items") or 0) + summary["created"], latency_ms=latency)
+                feed.name,
+                url=feed.url,
+                etag=headers.get("ETag") or state.get("etag"),
+                last_modified=headers.get("Last-Modified") or state.get("last_modified"),
+                last_poll=now,
+                last_success=now,
+                consecutive_failures=0,
+                items=(state.get("items") or 0) + summary["created"],
+                latency_ms=latency,
+            )
             self._skip_until.pop(feed.name, None)
             summary["status"] = status
         except Exception as exc:  # network, size, parse: recorded, retried with backoff
@@ -86,14 +94,23 @@ class FeedPoller:
             delay = min(3600.0, feed.interval * (2 ** min(failures, 10)))
             self._skip_until[feed.name] = now.timestamp() + delay
             error = f"{type(exc).__name__}: {exc}"
-            log.warning("feed %s failed (%d in a row, next try in %.0fs): %s", feed.name, failures, delay, error)
+            log.warning(
+                "feed %s failed (%d in a row, next try in %.0fs): %s", feed.name, failures, delay, error
+            )
             await self.store.save_feed_state(
-                feed.name, url=feed.url, last_poll=now, last_error=error[:2000], last_error_at=now,
-                consecutive_failures=failures)
+                feed.name,
+                url=feed.url,
+                last_poll=now,
+                last_error=error[:2000],
+                last_error_at=now,
+                consecutive_failures=failures,
+            )
             summary["error"] = error
         return summary
 
-    async def _ingest_feed(self, feed: Feed, body: bytes, content_type: str | None, summary: dict[str, Any]) -> None:
+    async def _ingest_feed(
+        self, feed: Feed, body: bytes, content_type: str | None, summary: dict[str, Any]
+    ) -> None:
         source = f"feed:{feed.name}"
         try:
             parsed = parse(body, max_bytes=feed.max_bytes)
@@ -115,6 +132,7 @@ class FeedPoller:
                 summary["fetch_failed"] = summary.get("fetch_failed", 0) + 1
                 continue
             summary["fetched"] += 1
-            for result in await self.pipeline.ingest(cap, source=f"{source}:{link.url}",
-                                                     content_type=headers.get("Content-Type")):
+            for result in await self.pipeline.ingest(
+                cap, source=f"{source}:{link.url}", content_type=headers.get("Content-Type")
+            ):
                 summary[result.outcome] += 1

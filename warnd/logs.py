@@ -10,12 +10,17 @@ _PHONE = re.compile(r"(?<!\d)(\+?86)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 
 
 def mask_phone(phone: str | None) -> str | None:
-    """13812345678 -> 138****5678; other numbers keep their first 3 and last 4 characters."""
+    """``13812345678`` → ``138****5678``; ``+8613812345678`` → ``+86138****5678``; short values → ``****``."""
     if not phone:
         return phone
-    if len(phone) <= 7:
-        return "*" * len(phone)
-    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+    prefix, rest = "", phone
+    for country in ("+86", "0086"):
+        if rest.startswith(country) and len(rest) - len(country) >= 11:
+            prefix, rest = country, rest[len(country) :]
+            break
+    if len(rest) < 8:
+        return prefix + "****"
+    return f"{prefix}{rest[:3]}****{rest[-4:]}"
 
 
 def mask_text(text: str) -> str:
@@ -41,3 +46,4 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -84,8 +84,15 @@ def to_jsonable(value: Any) -> Any:
 
 
 class Pipeline:
-    def __init__(self, *, config: Config, store: Store, renderer: Renderer, clock: Clock,
-                 wake: Callable[[], None] = lambda: None):
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        renderer: Renderer,
+        clock: Clock,
+        wake: Callable[[], None] = lambda: None,
+    ):
         self.config = config
         self.store = store
         self.renderer = renderer
@@ -96,8 +103,9 @@ class Pipeline:
 
     # --- stage 1: ingest ----------------------------------------------------------------------------------------
 
-    async def ingest(self, data: bytes, *, source: str, content_type: str | None = None,
-                     max_bytes: int = 5_000_000) -> list[IngestResult]:
+    async def ingest(
+        self, data: bytes, *, source: str, content_type: str | None = None, max_bytes: int = 5_000_000
+    ) -> list[IngestResult]:
         """Parse and validate a payload (CAP, or a feed / EDXL-DE holding several); keep rejects in quarantine."""
         now = self.clock.now()
         try:
@@ -105,23 +113,34 @@ class Pipeline:
         except InvalidDocument as exc:
             errors = [str(issue) for issue in exc.issues]
             payload_id = await self.store.save_payload(
-                received_at=now, source=source, content_type=content_type, body=data, outcome="rejected",
-                errors=errors)
+                received_at=now,
+                source=source,
+                content_type=content_type,
+                body=data,
+                outcome="rejected",
+                errors=errors,
+            )
             log.warning("rejected payload from %s: %s", source, "; ".join(errors))
             return [IngestResult("rejected", errors=errors, payload_id=payload_id)]
         results = []
-        for item in parsed.rejected:
-            errors = [str(issue) for issue in item.issues]
+        for rejected in parsed.rejected:
+            errors = [str(issue) for issue in rejected.issues]
             payload_id = await self.store.save_payload(
-                received_at=now, source=source, content_type=content_type, body=item.xml or data,
-                outcome="rejected", errors=errors)
+                received_at=now,
+                source=source,
+                content_type=content_type,
+                body=rejected.xml or data,
+                outcome="rejected",
+                errors=errors,
+            )
             results.append(IngestResult("rejected", errors=errors, payload_id=payload_id))
         for item in parsed.alerts:
             results.append(await self.accept(item, source=source, content_type=content_type))
         return results
 
-    async def accept(self, item: ParsedAlert, *, source: str, content_type: str | None = None,
-                     plan: Plan | None = None) -> IngestResult:
+    async def accept(
+        self, item: ParsedAlert, *, source: str, content_type: str | None = None, plan: Plan | None = None
+    ) -> IngestResult:
         alert = item.alert
         existing = await self.store.find_alert(alert.sender, alert.identifier, alert.sent)
         if existing:
@@ -133,15 +152,29 @@ class Pipeline:
             plan = self._match(alert, facts, previous)
         values = self._alert_values(alert, facts, plan, previous, source)
         now = self.clock.now()
-        alert_id = await self.store.insert_alert(values, payload={
-            "received_at": now, "source": source[:500], "content_type": content_type, "body": item.xml,
-            "errors": warnings or None,
-        })
+        alert_id = await self.store.insert_alert(
+            values,
+            payload={
+                "received_at": now,
+                "source": source[:500],
+                "content_type": content_type,
+                "body": item.xml,
+                "errors": warnings or None,
+            },
+        )
         if alert_id is None:  # the same alert arrived concurrently
             again = await self.store.find_alert(alert.sender, alert.identifier, alert.sent)
             return IngestResult("duplicate", alert_id=again["id"] if again else None)
-        log.info("alert %s (%s %s %s) from %s: %d rule(s), %d target(s)", alert_id, alert.msg_type,
-                 facts.event, facts.colour, source, len(plan.rules), len(plan.targets))
+        log.info(
+            "alert %s (%s %s %s) from %s: %d rule(s), %d target(s)",
+            alert_id,
+            alert.msg_type,
+            facts.event,
+            facts.colour,
+            source,
+            len(plan.rules),
+            len(plan.targets),
+        )
         if values["fanout"] == "pending":
             await self.fanout(alert_id)
         return IngestResult("created", alert_id=alert_id, warnings=warnings)
@@ -156,8 +189,10 @@ class Pipeline:
             found = await self.store.find_referenced(ref.identifier, ref.sender, ref.sent)
             if found:
                 return await self.store.latest_in_chain(found["root_id"] or found["id"])
-        warnings.append(f"alert/references: none of the referenced alerts is known here; {alert.msg_type} "
-                        "treated as a new warning")
+        warnings.append(
+            f"alert/references: none of the referenced alerts is known here; {alert.msg_type} "
+            "treated as a new warning"
+        )
         return None
 
     def _facts(self, alert: Alert, previous: Mapping[str, Any] | None) -> Facts:
@@ -168,12 +203,21 @@ class Pipeline:
         else:
             hazard, colour, event = None, None, alert.note or alert.msg_type
         if previous is not None:  # a Cancel often omits what it cancels
-            hazard = hazard or (self.catalogue.find(previous["hazard_code"]) if previous["hazard_code"] else None)
+            hazard = hazard or (
+                self.catalogue.find(previous["hazard_code"]) if previous["hazard_code"] else None
+            )
             colour = colour or previous["colour"]
             event = event if hazard is None or event != alert.msg_type else hazard.name
         area = AlertArea([to_jsonable(a) for i in alert.infos for a in i.areas])
-        return Facts(hazard=hazard, event=event, colour=colour, status=alert.status, msg_type=alert.msg_type,
-                     area_prefixes=area.prefixes, has_geometry=area.has_geometry)
+        return Facts(
+            hazard=hazard,
+            event=event,
+            colour=colour,
+            status=alert.status,
+            msg_type=alert.msg_type,
+            area_prefixes=area.prefixes,
+            has_geometry=area.has_geometry,
+        )
 
     # --- stage 3: match --------------------------------------------------------------------------------------------
 
@@ -184,8 +228,9 @@ class Pipeline:
             return Plan(rules=old.rules, level=previous["level"], inhibit=False, manual=old.manual)
         return self.rules.plan(facts)
 
-    def _alert_values(self, alert: Alert, facts: Facts, plan: Plan, previous: Mapping[str, Any] | None,
-                      source: str) -> dict[str, Any]:
+    def _alert_values(
+        self, alert: Alert, facts: Facts, plan: Plan, previous: Mapping[str, Any] | None, source: str
+    ) -> dict[str, Any]:
         info = alert.infos[0] if alert.infos else None
         expires = info.expires if info and info.expires else None
         now = self.clock.now()
@@ -195,21 +240,35 @@ class Pipeline:
         stale = expires is not None and expires <= now  # arrived after it ended: recorded, never sent
         rank = plan.level or (COLOUR_RANK.get(facts.colour) if facts.colour else None)
         return {
-            "sender": alert.sender, "identifier": alert.identifier, "sent": alert.sent,
-            "msg_type": alert.msg_type, "status": alert.status, "scope": alert.scope, "profile": alert.profile,
-            "event": facts.event[:255], "hazard_code": facts.hazard.code if facts.hazard else None,
-            "colour": facts.colour, "level": plan.level, "rank": rank,
+            "sender": alert.sender,
+            "identifier": alert.identifier,
+            "sent": alert.sent,
+            "msg_type": alert.msg_type,
+            "status": alert.status,
+            "scope": alert.scope,
+            "profile": alert.profile,
+            "event": facts.event[:255],
+            "hazard_code": facts.hazard.code if facts.hazard else None,
+            "colour": facts.colour,
+            "level": plan.level,
+            "rank": rank,
             "headline": info.headline if info else alert.note,
             "area_desc": "；".join(a.desc for i in alert.infos for a in i.areas) or None,
-            "effective": info.effective if info and info.effective else alert.sent, "expires": expires,
+            "effective": info.effective if info and info.effective else alert.sent,
+            "expires": expires,
             "root_id": previous["root_id"] if previous else None,
             "previous_id": previous["id"] if previous else None,
-            "parsed": to_jsonable(alert), "rules": plan.to_json(),
-            "state": "inactive" if silent else "expired" if stale else (
-                "cancelled" if alert.msg_type == "Cancel" else "active"),
+            "parsed": to_jsonable(alert),
+            "rules": plan.to_json(),
+            "state": "inactive"
+            if silent
+            else "expired"
+            if stale
+            else ("cancelled" if alert.msg_type == "Cancel" else "active"),
             "fanout": "done" if silent or stale else "pending",
             "fanout_stats": {"not_sent": "expired on arrival"} if stale and not silent else None,
-            "source": source[:500], "received_at": now,
+            "source": source[:500],
+            "received_at": now,
         }
 
     # --- stages 4-6: audience -> render -> outbox ---------------------------------------------------------------
@@ -231,15 +290,21 @@ class Pipeline:
         chunk_size = self.config.dispatch.fanout_chunk
         for target in plan.targets:
             query = AudienceQuery(
-                groups=target.groups, roles=self._group_roles(target.groups),
-                address=self._address(target.channel), area_prefixes=area.prefixes,
-                area_ancestors=area.ancestors, bbox=area.bbox(),
-                rule_prefixes=target.rule_prefixes, everywhere=plan.everywhere,
+                groups=target.groups,
+                roles=self._group_roles(target.groups),
+                address=self._address(target.channel),
+                area_prefixes=area.prefixes,
+                area_ancestors=area.ancestors,
+                bbox=area.bbox(),
+                rule_prefixes=target.rule_prefixes,
+                everywhere=plan.everywhere,
             )
             after = 0
             while chunk := await self.store.audience_chunk(query, after, chunk_size):
                 after = chunk[-1]["id"]
-                inside = [r for r in chunk if plan.everywhere or area.contains(r["area_code"], r["lat"], r["lon"])]
+                inside = [
+                    r for r in chunk if plan.everywhere or area.contains(r["area_code"], r["lat"], r["lon"])
+                ]
                 stats["outside_area"] += len(chunk) - len(inside)
                 rows = [await messages.delivery(r, target, now) for r in inside]
                 await self.store.insert_deliveries(rows)
@@ -250,13 +315,20 @@ class Pipeline:
                 after = chunk[-1]["id"]
                 rows = []
                 for r in chunk:
-                    target = PlannedTarget(rule="previous-recipients", groups=None, channel=r["channel"],
-                                           level=plan.level or row["level"], repeat=r["repeat"])
+                    target = PlannedTarget(
+                        rule="previous-recipients",
+                        groups=None,
+                        channel=r["channel"],
+                        level=plan.level or row["level"],
+                        repeat=r["repeat"],
+                    )
                     rows.append(await messages.delivery(r, target, now))
                 await self.store.insert_deliveries(rows)
                 stats["previous_recipients"] += len(rows)
         if plan.inhibit and row["hazard_code"] and row["rank"] and row["msg_type"] != "Cancel":
-            stats.update(await self.store.inhibit(alert_id, row["hazard_code"], row["rank"], row["root_id"], now))
+            stats.update(
+                await self.store.inhibit(alert_id, row["hazard_code"], row["rank"], row["root_id"], now)
+            )
         stats.update(messages.stats)
         await self.store.set_alert(alert_id, fanout="done", fanout_stats=dict(stats))
         self.wake()
@@ -289,24 +361,47 @@ class Pipeline:
         now = self.clock.now()
         level = COLOUR_RANK[colour] if colour else None
         name = hazard.name if hazard else "紧急信息"
-        colour_word = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}.get(colour or "", "")
+        colour_word = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}.get(
+            colour or "", ""
+        )
         headline = request.headline or f"{self.config.organisation}发布{name}{colour_word}预警"
-        areas = [{"area_desc": "、".join(self.config.area_name(c) or c for c in request.areas),
-                  "geocodes": [("geocode", code) for code in request.areas]}] if request.areas else [
-                     {"area_desc": "、".join(self.config.groups[g].label for g in request.groups), "geocodes": []}]
+        areas = (
+            [
+                {
+                    "area_desc": "、".join(self.config.area_name(c) or c for c in request.areas),
+                    "geocodes": [("geocode", code) for code in request.areas],
+                }
+            ]
+            if request.areas
+            else [
+                {"area_desc": "、".join(self.config.groups[g].label for g in request.groups), "geocodes": []}
+            ]
+        )
         xml = build_cap_xml(
-            identifier=f"warnd-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}", sender=self.config.organisation,
-            sent=now.astimezone(), status=request.status, msg_type="Alert", scope="Public",
-            language=self.config.language, category="Safety" if hazard is None else "Met", event=name,
+            identifier=f"warnd-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}",
+            sender=self.config.organisation,
+            sent=now.astimezone(),
+            status=request.status,
+            msg_type="Alert",
+            scope="Public",
+            language=self.config.language,
+            category="Safety" if hazard is None else "Met",
+            event=name,
             event_codes=[("GB/T 35561", hazard.code)] if hazard else [],
-            urgency="Immediate", severity=_OASIS_SEVERITY.get(colour or "", "Unknown"), certainty="Likely",
-            sender_name=request.actor, headline=headline, description=request.text,
-            expires=(now + timedelta(seconds=request.expires_in)).astimezone(), areas=areas,
+            urgency="Immediate",
+            severity=_OASIS_SEVERITY.get(colour or "", "Unknown"),
+            certainty="Likely",
+            sender_name=request.actor,
+            headline=headline,
+            description=request.text,
+            expires=(now + timedelta(seconds=request.expires_in)).astimezone(),
+            areas=areas,
         )
         alert = parse_alert(xml)
         groups = tuple(request.groups) or None
-        plan = Plan(rules=["manual-broadcast"], level=level, inhibit=False, manual=True,
-                    everywhere=not request.areas)
+        plan = Plan(
+            rules=["manual-broadcast"], level=level, inhibit=False, manual=True, everywhere=not request.areas
+        )
         drill = request.status in DRILL_STATUSES
         if drill and groups:
             groups = tuple(g for g in groups if self.config.groups[g].drill) or None
@@ -314,10 +409,16 @@ class Pipeline:
                 raise BroadcastInvalid("none of the chosen groups takes part in drills (drill: true)")
         if drill and not groups:
             groups = tuple(g for g, cfg in self.config.groups.items() if cfg.drill)
-        plan.targets = [PlannedTarget(rule="manual-broadcast", groups=groups, channel=c, level=level)
-                        for c in request.channels]
-        return await self.accept(ParsedAlert(alert, xml), source=f"broadcast:{request.actor}",
-                                 content_type="application/cap+xml", plan=plan)
+        plan.targets = [
+            PlannedTarget(rule="manual-broadcast", groups=groups, channel=c, level=level)
+            for c in request.channels
+        ]
+        return await self.accept(
+            ParsedAlert(alert, xml),
+            source=f"broadcast:{request.actor}",
+            content_type="application/cap+xml",
+            plan=plan,
+        )
 
     def _check_broadcast(self, request: BroadcastRequest) -> tuple[Hazard | None, str | None]:
         from warnd.config import admin_code
@@ -326,7 +427,9 @@ class Pipeline:
         problems = []
         if not request.channels:
             problems.append("channels: choose at least one channel")
-        problems += [f"channels: unknown channel {c!r}" for c in request.channels if c not in self.config.channels]
+        problems += [
+            f"channels: unknown channel {c!r}" for c in request.channels if c not in self.config.channels
+        ]
         problems += [f"groups: unknown group {g!r}" for g in request.groups if g not in self.config.groups]
         for code in request.areas:
             try:
@@ -372,14 +475,29 @@ class _MessageMaker:
         group_priority = min((self.p.config.groups[g].priority for g in target.groups or ()), default=5)
         drill = 100 if self.alert["status"] in DRILL_STATUSES else 0
         return {
-            "alert_id": alert_id, "recipient_id": r["id"], "channel": target.channel, "message_id": message_id,
-            "status": "queued", "priority": drill + colour_rank * 10 + group_priority, "visible_at": now,
-            "lease_token": None, "attempts": 0, "idempotency_key": f"{alert_id}:{r['id']}:{target.channel}",
-            "segments": segments, "repeat": target.repeat, "level": target.level,
+            "alert_id": alert_id,
+            "recipient_id": r["id"],
+            "channel": target.channel,
+            "message_id": message_id,
+            "status": "queued",
+            "priority": drill + colour_rank * 10 + group_priority,
+            "visible_at": now,
+            "lease_token": None,
+            "attempts": 0,
+            "idempotency_key": f"{alert_id}:{r['id']}:{target.channel}",
+            "segments": segments,
+            "repeat": target.repeat,
+            "level": target.level,
             "ack_required": target.ack_required,
             "ack_deadline": now + timedelta(seconds=target.ack_within) if target.ack_within else None,
-            "rules": target.rule, "area_code": r["area_code"], "created_at": now, "updated_at": now,
-            "provider_message_id": None, "error": None, "reason": None, "sent_at": None,
+            "rules": target.rule,
+            "area_code": r["area_code"],
+            "created_at": now,
+            "updated_at": now,
+            "provider_message_id": None,
+            "error": None,
+            "reason": None,
+            "sent_at": None,
         }
 
     async def _message(self, channel: str, r: Mapping[str, Any]) -> tuple[int, int]:
@@ -390,28 +508,53 @@ class _MessageMaker:
         key = (channel, language)
         if not per_recipient and key in self.cache:
             return self.cache[key]
-        recipient = ({"name": r["name"], "role": r["role"], "area_code": r["area_code"], "language": language}
-                     if per_recipient else None)
+        recipient = (
+            {"name": r["name"], "role": r["role"], "area_code": r["area_code"], "language": language}
+            if per_recipient
+            else None
+        )
         style = settings.style or style_for(template)
         context = self._context(language, style)
         try:
-            rendered = self.p.renderer.render(template, language, context, style=style,
-                                              signature=settings.signature, max_chars=settings.max_chars,
-                                              recipient=recipient)
-            body, title, data, segments, truncated = (rendered.body, rendered.title, rendered.data,
-                                                      rendered.segments, rendered.truncated)
+            rendered = self.p.renderer.render(
+                template,
+                language,
+                context,
+                style=style,
+                signature=settings.signature,
+                max_chars=settings.max_chars,
+                recipient=recipient,
+            )
+            body, title, data, segments, truncated = (
+                rendered.body,
+                rendered.title,
+                rendered.data,
+                rendered.segments,
+                rendered.truncated,
+            )
         except Exception:  # a broken template must not stop a warning: send the plain facts instead
-            log.exception("template %s/%s failed for alert %s; sending plain text", language, template,
-                          self.alert["id"])
+            log.exception(
+                "template %s/%s failed for alert %s; sending plain text", language, template, self.alert["id"]
+            )
             self.stats["render_errors"] += 1
             alert = context["alert"]
-            body = "".join(x for x in (alert["headline"] or alert["event"], "：", alert["description"] or "") if x)
+            body = "".join(
+                x for x in (alert["headline"] or alert["event"], "：", alert["description"] or "") if x
+            )
             title, data, segments, truncated = alert["headline"], {}, 1, False
-        message_id = await self.p.store.insert_message({
-            "alert_id": self.alert["id"], "channel": channel, "language": language,
-            "recipient_id": r["id"] if per_recipient else None, "body": body, "title": title, "data": data,
-            "segments": segments, "truncated": truncated,
-        })
+        message_id = await self.p.store.insert_message(
+            {
+                "alert_id": self.alert["id"],
+                "channel": channel,
+                "language": language,
+                "recipient_id": r["id"] if per_recipient else None,
+                "body": body,
+                "title": title,
+                "data": data,
+                "segments": segments,
+                "truncated": truncated,
+            }
+        )
         self.stats["messages_rendered"] += 1
         if not per_recipient:
             self.cache[key] = (message_id, segments)
@@ -422,26 +565,50 @@ class _MessageMaker:
         info = _info_for(parsed, language)
         hazard = self.p.catalogue.find(self.alert["hazard_code"]) if self.alert["hazard_code"] else None
         methods = CAP_METHOD_FOR_STYLE.get(style, ())
-        channel_text = next((t["message"] for t in parsed.get("channel_texts", [])
-                             if t["method"].upper() in methods and t.get("message")), None)
-        sender = parsed["sender"] if parsed["profile"] == "cap-cn" else (
-            (info or {}).get("sender_name") or parsed["sender"])
+        channel_text = next(
+            (
+                t["message"]
+                for t in parsed.get("channel_texts", [])
+                if t["method"].upper() in methods and t.get("message")
+            ),
+            None,
+        )
+        sender = (
+            parsed["sender"]
+            if parsed["profile"] == "cap-cn"
+            else ((info or {}).get("sender_name") or parsed["sender"])
+        )
         return {
             "alert": {
-                "id": self.alert["id"], "identifier": parsed["identifier"], "sender": sender,
-                "sender_code": parsed.get("sender_code"), "sent": _dt(parsed["sent"]), "status": parsed["status"],
-                "msg_type": parsed["msg_type"], "event": (info or {}).get("event") or self.alert["event"],
-                "hazard": {"code": hazard.code if hazard else None, "name": hazard.name if hazard else self.alert["event"]},
-                "colour": self.alert["colour"], "level": self.alert["level"],
-                "headline": (info or {}).get("headline"), "description": (info or {}).get("description"),
-                "instruction": (info or {}).get("instruction"), "area_desc": self.alert["area_desc"],
-                "web": (info or {}).get("web"), "note": parsed.get("note"),
-                "effective": _dt((info or {}).get("effective")), "onset": _dt((info or {}).get("onset")),
+                "id": self.alert["id"],
+                "identifier": parsed["identifier"],
+                "sender": sender,
+                "sender_code": parsed.get("sender_code"),
+                "sent": _dt(parsed["sent"]),
+                "status": parsed["status"],
+                "msg_type": parsed["msg_type"],
+                "event": (info or {}).get("event") or self.alert["event"],
+                "hazard": {
+                    "code": hazard.code if hazard else None,
+                    "name": hazard.name if hazard else self.alert["event"],
+                },
+                "colour": self.alert["colour"],
+                "level": self.alert["level"],
+                "headline": (info or {}).get("headline"),
+                "description": (info or {}).get("description"),
+                "instruction": (info or {}).get("instruction"),
+                "area_desc": self.alert["area_desc"],
+                "web": (info or {}).get("web"),
+                "note": parsed.get("note"),
+                "effective": _dt((info or {}).get("effective")),
+                "onset": _dt((info or {}).get("onset")),
                 "expires": _dt((info or {}).get("expires")) or self.alert["expires"],
                 "channel_text": channel_text,
             },
             "action": self.action,
-            "previous": {"colour": self.previous["colour"], "level": self.previous["level"]} if self.previous else None,
+            "previous": {"colour": self.previous["colour"], "level": self.previous["level"]}
+            if self.previous
+            else None,
             "drill": {"Exercise": "exercise", "Test": "test"}.get(parsed["status"]),
             "issuer": self.p.config.organisation,
         }

@@ -62,8 +62,12 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "rules": self.rules, "level": self.level, "inhibit": self.inhibit, "manual": self.manual,
-            "everywhere": self.everywhere, "targets": [asdict(t) for t in self.targets],
+            "rules": self.rules,
+            "level": self.level,
+            "inhibit": self.inhibit,
+            "manual": self.manual,
+            "everywhere": self.everywhere,
+            "targets": [asdict(t) for t in self.targets],
         }
 
     @classmethod
@@ -74,9 +78,14 @@ class Plan:
             t["groups"] = tuple(t["groups"]) if t.get("groups") is not None else None
             t["rule_prefixes"] = tuple(t.get("rule_prefixes", ()))
             targets.append(PlannedTarget(**t))
-        return cls(rules=list(data.get("rules", [])), level=data.get("level"), targets=targets,
-                   inhibit=data.get("inhibit", True), manual=data.get("manual", False),
-                   everywhere=data.get("everywhere", False))
+        return cls(
+            rules=list(data.get("rules", [])),
+            level=data.get("level"),
+            targets=targets,
+            inhibit=data.get("inhibit", True),
+            manual=data.get("manual", False),
+            everywhere=data.get("everywhere", False),
+        )
 
 
 def _areas_overlap(alert_prefixes: tuple[str, ...], rule_prefixes: list[str]) -> bool:
@@ -88,7 +97,8 @@ class RuleEngine:
         self.config = config
         catalogue = config.catalogue()
         self._rule_hazards = {
-            rule.name: {h.code for word in rule.hazards if (h := catalogue.find(word))} for rule in config.rules
+            rule.name: {h.code for word in rule.hazards if (h := catalogue.find(word))}
+            for rule in config.rules
         }
         self._drill_groups = {name for name, group in config.groups.items() if group.drill}
 
@@ -120,9 +130,16 @@ class RuleEngine:
                 if not groups:
                     continue
                 for channel in target.channels:
-                    plan.targets.append(PlannedTarget(
-                        rule=rule.name, groups=groups, channel=channel, level=rule.level,
-                        ack_required=target.ack_required, ack_within=target.ack_within, repeat=target.repeat,
-                        rule_prefixes=tuple(rule.areas),
-                    ))
+                    plan.targets.append(
+                        PlannedTarget(
+                            rule=rule.name,
+                            groups=groups,
+                            channel=channel,
+                            level=rule.level,
+                            ack_required=target.ack_required,
+                            ack_within=target.ack_within,
+                            repeat=target.repeat,
+                            rule_prefixes=tuple(rule.areas),
+                        )
+                    )
         return plan

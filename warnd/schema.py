@@ -172,7 +172,9 @@ deliveries = Table(
     # queued | sent | failed | suppressed | superseded | expired
     Column("status", String(12), nullable=False),
     Column("priority", SmallInteger, nullable=False),  # lower first
-    Column("visible_at", UTCDateTime, nullable=False),  # claimable from; moved forward by a lease or a backoff
+    Column(
+        "visible_at", UTCDateTime, nullable=False
+    ),  # claimable from; moved forward by a lease or a backoff
     Column("lease_token", String(36)),  # the claim that holds it; results only land if it still matches
     Column("attempts", SmallInteger, nullable=False, default=0),
     Column("idempotency_key", String(80), nullable=False, unique=True),

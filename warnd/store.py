@@ -136,8 +136,13 @@ class Store:
     # --- audit ------------------------------------------------------------------------------------------------
 
     async def audit(
-        self, at: datetime, actor: str, action: str, target: str | None = None,
-        detail: Mapping[str, Any] | None = None, remote: str | None = None,
+        self,
+        at: datetime,
+        actor: str,
+        action: str,
+        target: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+        remote: str | None = None,
     ) -> None:
         async with self.write() as conn:
             await conn.execute(
@@ -153,8 +158,14 @@ class Store:
 
     # --- recipients --------------------------------------------------------------------------------------------
 
-    async def upsert_recipients(self, chunks: Iterable[Sequence[Mapping[str, Any]]], *, source: str,
-                                now: datetime, replace_source: bool = False) -> dict[str, int]:
+    async def upsert_recipients(
+        self,
+        chunks: Iterable[Sequence[Mapping[str, Any]]],
+        *,
+        source: str,
+        now: datetime,
+        replace_source: bool = False,
+    ) -> dict[str, int]:
         """Upsert recipients by key, in one transaction, and replace their explicit group memberships.
 
         Each row carries the recipients columns plus ``groups`` ("a|b"). ``chunks`` is consumed inside the
@@ -162,58 +173,120 @@ class Store:
         ``replace_source``, this source's recipients absent from ``chunks`` are deactivated (config sync).
         """
         stmt = self._insert(recipients)
-        cols = ("kind", "name", "phone", "role", "area_code", "lat", "lon", "language", "push_tokens",
-                "terminal_id", "source", "active", "updated_at")
-        stmt = stmt.on_conflict_do_update(index_elements=[recipients.c.key],
-                                          set_={c: stmt.excluded[c] for c in cols})
+        cols = (
+            "kind",
+            "name",
+            "phone",
+            "role",
+            "area_code",
+            "lat",
+            "lon",
+            "language",
+            "push_tokens",
+            "terminal_id",
+            "source",
+            "active",
+            "updated_at",
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[recipients.c.key], set_={c: stmt.excluded[c] for c in cols}
+        )
         staged = text("INSERT INTO _import (key, groups) VALUES (:key, :groups)")
         imported = select(text("key")).select_from(text("_import"))
         count = 0
         group_names: set[str] = set()
         async with self.write() as conn:
-            await conn.execute(text("CREATE TEMPORARY TABLE IF NOT EXISTS _import "
-                                    "(key VARCHAR(64) PRIMARY KEY, groups TEXT)"))
+            await conn.execute(
+                text(
+                    "CREATE TEMPORARY TABLE IF NOT EXISTS _import (key VARCHAR(64) PRIMARY KEY, groups TEXT)"
+                )
+            )
             await conn.execute(text("DELETE FROM _import"))
             for chunk in chunks:
                 if self.is_sqlite:  # driver-level executemany of tuples: ~3x faster than Core with dicts
                     stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-                    await conn.exec_driver_sql(_SQLITE_UPSERT_RECIPIENT, [
-                        (r["key"], r["kind"], r["name"], r["phone"], r["role"], r["area_code"], r["lat"], r["lon"],
-                         r["language"], json.dumps(r["push_tokens"]) if r["push_tokens"] else None,
-                         r["terminal_id"], source, stamp) for r in chunk])
-                    await conn.exec_driver_sql("INSERT INTO _import (key, groups) VALUES (?, ?)",
-                                               [(r["key"], r["groups"]) for r in chunk])
+                    await conn.exec_driver_sql(
+                        _SQLITE_UPSERT_RECIPIENT,
+                        [
+                            (
+                                r["key"],
+                                r["kind"],
+                                r["name"],
+                                r["phone"],
+                                r["role"],
+                                r["area_code"],
+                                r["lat"],
+                                r["lon"],
+                                r["language"],
+                                json.dumps(r["push_tokens"]) if r["push_tokens"] else None,
+                                r["terminal_id"],
+                                source,
+                                stamp,
+                            )
+                            for r in chunk
+                        ],
+                    )
+                    await conn.exec_driver_sql(
+                        "INSERT INTO _import (key, groups) VALUES (?, ?)",
+                        [(r["key"], r["groups"]) for r in chunk],
+                    )
                 else:
-                    await conn.execute(stmt, [
-                        {**{k: v for k, v in row.items() if k != "groups"}, "source": source, "active": True,
-                         "updated_at": now} for row in chunk])
-                    await conn.execute(staged, [{"key": row["key"], "groups": row["groups"]} for row in chunk])
+                    await conn.execute(
+                        stmt,
+                        [
+                            {
+                                **{k: v for k, v in row.items() if k != "groups"},
+                                "source": source,
+                                "active": True,
+                                "updated_at": now,
+                            }
+                            for row in chunk
+                        ],
+                    )
+                    await conn.execute(
+                        staged, [{"key": row["key"], "groups": row["groups"]} for row in chunk]
+                    )
                 for row in chunk:
                     if row["groups"]:
                         group_names.update(row["groups"].split("|"))
                 count += len(chunk)
-            await conn.execute(delete(group_members).where(group_members.c.recipient_id.in_(
-                select(recipients.c.id).where(recipients.c.key.in_(imported)))))
+            await conn.execute(
+                delete(group_members).where(
+                    group_members.c.recipient_id.in_(
+                        select(recipients.c.id).where(recipients.c.key.in_(imported))
+                    )
+                )
+            )
             for group in sorted(group_names):
-                await conn.execute(text(
-                    "INSERT INTO group_members (group_name, recipient_id) SELECT :group, r.id FROM _import i "
-                    "JOIN recipients r ON r.key = i.key WHERE '|' || i.groups || '|' LIKE :pattern"),
-                    {"group": group, "pattern": f"%|{group}|%"})
+                await conn.execute(
+                    text(
+                        "INSERT INTO group_members (group_name, recipient_id) SELECT :group, r.id FROM _import i "
+                        "JOIN recipients r ON r.key = i.key WHERE '|' || i.groups || '|' LIKE :pattern"
+                    ),
+                    {"group": group, "pattern": f"%|{group}|%"},
+                )
             deactivated = 0
             if replace_source:
                 result = await conn.execute(
                     update(recipients)
-                    .where(recipients.c.source == source, recipients.c.active.is_(True),
-                           recipients.c.key.not_in(imported))
-                    .values(active=False, updated_at=now))
+                    .where(
+                        recipients.c.source == source,
+                        recipients.c.active.is_(True),
+                        recipients.c.key.not_in(imported),
+                    )
+                    .values(active=False, updated_at=now)
+                )
                 deactivated = result.rowcount or 0
             await conn.execute(text("DELETE FROM _import"))
         return {"upserted": count, "deactivated": deactivated}
 
     async def export_recipients(self, kind: str = "person") -> AsyncIterator[dict[str, Any]]:
         """Active recipients of a kind with their groups, in id order, streamed."""
-        groups = func.group_concat(group_members.c.group_name, "|") if self.is_sqlite else func.string_agg(
-            group_members.c.group_name, "|")
+        groups = (
+            func.group_concat(group_members.c.group_name, "|")
+            if self.is_sqlite
+            else func.string_agg(group_members.c.group_name, "|")
+        )
         last = 0
         while True:
             async with self.read() as conn:
@@ -234,29 +307,59 @@ class Store:
 
     async def recipient_count(self) -> int:
         async with self.read() as conn:
-            return int((await conn.execute(
-                select(func.count()).select_from(recipients).where(recipients.c.active.is_(True)))).scalar_one())
+            return int(
+                (
+                    await conn.execute(
+                        select(func.count()).select_from(recipients).where(recipients.c.active.is_(True))
+                    )
+                ).scalar_one()
+            )
 
     # --- ingest -----------------------------------------------------------------------------------------------
 
-    async def save_payload(self, *, received_at: datetime, source: str, content_type: str | None, body: bytes,
-                           outcome: str, errors: list[str] | None = None, alert_id: int | None = None) -> int:
+    async def save_payload(
+        self,
+        *,
+        received_at: datetime,
+        source: str,
+        content_type: str | None,
+        body: bytes,
+        outcome: str,
+        errors: list[str] | None = None,
+        alert_id: int | None = None,
+    ) -> int:
         async with self.write() as conn:
             result = await conn.execute(
-                insert(payloads).values(
-                    received_at=received_at, source=source[:500], content_type=content_type,
-                    sha256=hashlib.sha256(body).hexdigest(), body=body, outcome=outcome, errors=errors,
+                insert(payloads)
+                .values(
+                    received_at=received_at,
+                    source=source[:500],
+                    content_type=content_type,
+                    sha256=hashlib.sha256(body).hexdigest(),
+                    body=body,
+                    outcome=outcome,
+                    errors=errors,
                     alert_id=alert_id,
-                ).returning(payloads.c.id)
+                )
+                .returning(payloads.c.id)
             )
             return int(result.scalar_one())
 
     async def quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
         async with self.read() as conn:
             rows = await conn.execute(
-                select(payloads.c.id, payloads.c.received_at, payloads.c.source, payloads.c.content_type,
-                       payloads.c.sha256, payloads.c.errors, func.length(payloads.c.body).label("bytes"))
-                .where(payloads.c.outcome == "rejected").order_by(payloads.c.id.desc()).limit(limit)
+                select(
+                    payloads.c.id,
+                    payloads.c.received_at,
+                    payloads.c.source,
+                    payloads.c.content_type,
+                    payloads.c.sha256,
+                    payloads.c.errors,
+                    func.length(payloads.c.body).label("bytes"),
+                )
+                .where(payloads.c.outcome == "rejected")
+                .order_by(payloads.c.id.desc())
+                .limit(limit)
             )
             return [dict(r._mapping) for r in rows]
 
@@ -267,11 +370,18 @@ class Store:
 
     async def find_alert(self, sender: str, identifier: str, sent: datetime) -> dict[str, Any] | None:
         async with self.read() as conn:
-            row = (await conn.execute(select(alerts).where(
-                alerts.c.sender == sender, alerts.c.identifier == identifier, alerts.c.sent == sent))).first()
+            row = (
+                await conn.execute(
+                    select(alerts).where(
+                        alerts.c.sender == sender, alerts.c.identifier == identifier, alerts.c.sent == sent
+                    )
+                )
+            ).first()
             return dict(row._mapping) if row else None
 
-    async def find_referenced(self, identifier: str, sender: str | None, sent: datetime | None) -> dict[str, Any] | None:
+    async def find_referenced(
+        self, identifier: str, sender: str | None, sent: datetime | None
+    ) -> dict[str, Any] | None:
         """The alert a reference points at. CAP-CN references carry only the identifier."""
         conds = [alerts.c.identifier == identifier]
         if sender:
@@ -279,38 +389,67 @@ class Store:
         if sent:
             conds.append(alerts.c.sent == sent)
         async with self.read() as conn:
-            row = (await conn.execute(select(alerts).where(*conds).order_by(alerts.c.id.desc()).limit(1))).first()
+            row = (
+                await conn.execute(select(alerts).where(*conds).order_by(alerts.c.id.desc()).limit(1))
+            ).first()
             return dict(row._mapping) if row else None
 
     async def latest_in_chain(self, root_id: int) -> dict[str, Any] | None:
         async with self.read() as conn:
-            row = (await conn.execute(select(alerts).where(alerts.c.root_id == root_id)
-                                      .order_by(alerts.c.id.desc()).limit(1))).first()
+            row = (
+                await conn.execute(
+                    select(alerts).where(alerts.c.root_id == root_id).order_by(alerts.c.id.desc()).limit(1)
+                )
+            ).first()
             return dict(row._mapping) if row else None
 
     async def insert_alert(self, values: Mapping[str, Any], *, payload: Mapping[str, Any]) -> int | None:
         """Store the raw payload and the alert revision together. Returns None if (sender, identifier, sent)
         already exists (the caller then reports the existing alert)."""
         async with self.write() as conn:
-            exists = (await conn.execute(select(alerts.c.id).where(
-                alerts.c.sender == values["sender"], alerts.c.identifier == values["identifier"],
-                alerts.c.sent == values["sent"]))).first()
+            exists = (
+                await conn.execute(
+                    select(alerts.c.id).where(
+                        alerts.c.sender == values["sender"],
+                        alerts.c.identifier == values["identifier"],
+                        alerts.c.sent == values["sent"],
+                    )
+                )
+            ).first()
             if exists:
                 return None
-            payload_id = (await conn.execute(insert(payloads).values(
-                **payload, sha256=hashlib.sha256(payload["body"]).hexdigest(), outcome="accepted",
-            ).returning(payloads.c.id))).scalar_one()
-            alert_id = int((await conn.execute(
-                insert(alerts).values(**values, payload_id=payload_id).returning(alerts.c.id))).scalar_one())
+            payload_id = (
+                await conn.execute(
+                    insert(payloads)
+                    .values(
+                        **payload,
+                        sha256=hashlib.sha256(payload["body"]).hexdigest(),
+                        outcome="accepted",
+                    )
+                    .returning(payloads.c.id)
+                )
+            ).scalar_one()
+            alert_id = int(
+                (
+                    await conn.execute(
+                        insert(alerts).values(**values, payload_id=payload_id).returning(alerts.c.id)
+                    )
+                ).scalar_one()
+            )
             if values.get("root_id") is None:
                 await conn.execute(update(alerts).where(alerts.c.id == alert_id).values(root_id=alert_id))
             await conn.execute(update(payloads).where(payloads.c.id == payload_id).values(alert_id=alert_id))
             if values.get("previous_id"):  # the chain's earlier revisions are updated, or all cancelled
                 cancel = values["msg_type"] == "Cancel"
-                await conn.execute(update(alerts).where(
-                    alerts.c.root_id == values["root_id"], alerts.c.id != alert_id,
-                    alerts.c.state.in_(("active", "updated") if cancel else ("active",)),
-                ).values(state="cancelled" if cancel else "updated"))
+                await conn.execute(
+                    update(alerts)
+                    .where(
+                        alerts.c.root_id == values["root_id"],
+                        alerts.c.id != alert_id,
+                        alerts.c.state.in_(("active", "updated") if cancel else ("active",)),
+                    )
+                    .values(state="cancelled" if cancel else "updated")
+                )
             return alert_id
 
     async def set_alert(self, alert_id: int, **values: Any) -> None:
@@ -324,11 +463,14 @@ class Store:
 
     async def pending_fanouts(self) -> list[int]:
         async with self.read() as conn:
-            rows = await conn.execute(select(alerts.c.id).where(alerts.c.fanout == "pending").order_by(alerts.c.id))
+            rows = await conn.execute(
+                select(alerts.c.id).where(alerts.c.fanout == "pending").order_by(alerts.c.id)
+            )
             return [r[0] for r in rows]
 
-    async def list_alerts(self, *, state: str | None = None, limit: int = 50, before_id: int | None = None
-                          ) -> list[dict[str, Any]]:
+    async def list_alerts(
+        self, *, state: str | None = None, limit: int = 50, before_id: int | None = None
+    ) -> list[dict[str, Any]]:
         query = select(alerts).order_by(alerts.c.id.desc()).limit(limit)
         if state:
             query = query.where(alerts.c.state == state)
@@ -354,13 +496,24 @@ class Store:
     async def expire_alerts(self, now: datetime) -> list[int]:
         """Alerts past ``expires`` stop being active; their unsent deliveries end as expired."""
         async with self.write() as conn:
-            ids = [r[0] for r in await conn.execute(select(alerts.c.id).where(
-                alerts.c.state == "active", alerts.c.expires.is_not(None), alerts.c.expires <= now))]
+            ids = [
+                r[0]
+                for r in await conn.execute(
+                    select(alerts.c.id).where(
+                        alerts.c.state == "active", alerts.c.expires.is_not(None), alerts.c.expires <= now
+                    )
+                )
+            ]
             if not ids:
                 return []
             await conn.execute(update(alerts).where(alerts.c.id.in_(ids)).values(state="expired"))
-            await self._end_queued(conn, deliveries.c.alert_id.in_(ids), "expired",
-                                   "预警已过期，未发送 (alert expired before it was sent)", now)
+            await self._end_queued(
+                conn,
+                deliveries.c.alert_id.in_(ids),
+                "expired",
+                "预警已过期，未发送 (alert expired before it was sent)",
+                now,
+            )
             return ids
 
     # --- fan-out ---------------------------------------------------------------------------------------------
@@ -370,8 +523,9 @@ class Store:
         r = recipients
         conds: list[Any] = [r.c.active.is_(True), r.c.id > after_id]
         if q.groups is not None:
-            member = r.c.id.in_(select(group_members.c.recipient_id).where(
-                group_members.c.group_name.in_(q.groups)))
+            member = r.c.id.in_(
+                select(group_members.c.recipient_id).where(group_members.c.group_name.in_(q.groups))
+            )
             conds.append(or_(member, r.c.role.in_(q.roles)) if q.roles else member)
         if q.address == "phone":
             conds.append(r.c.phone.is_not(None))
@@ -395,16 +549,23 @@ class Store:
         async with self.read() as conn:
             return [dict(row._mapping) for row in await conn.execute(query)]
 
-    async def previous_recipients_chunk(self, chain_ids: Sequence[int], after_id: int, limit: int, now: datetime
-                                        ) -> list[dict[str, Any]]:
+    async def previous_recipients_chunk(
+        self, chain_ids: Sequence[int], after_id: int, limit: int, now: datetime
+    ) -> list[dict[str, Any]]:
         """Recipients (with the channel and repeat they had) who received, or are receiving right now, an
         earlier revision of this alert chain. Ordered by recipient id then channel."""
         d = deliveries
-        reached = or_(d.c.status.in_(RECEIVED), and_(d.c.status == "queued", d.c.lease_token.is_not(None),
-                                                      d.c.visible_at > now))
+        reached = or_(
+            d.c.status.in_(RECEIVED),
+            and_(d.c.status == "queued", d.c.lease_token.is_not(None), d.c.visible_at > now),
+        )
         query = (
-            select(recipients, d.c.channel.label("channel"), func.max(d.c.repeat).label("repeat"),
-                   func.min(d.c.priority).label("priority"))
+            select(
+                recipients,
+                d.c.channel.label("channel"),
+                func.max(d.c.repeat).label("repeat"),
+                func.min(d.c.priority).label("priority"),
+            )
             .join(d, d.c.recipient_id == recipients.c.id)
             .where(d.c.alert_id.in_(chain_ids), reached, recipients.c.id > after_id)
             .group_by(recipients.c.id, d.c.channel)
@@ -429,7 +590,9 @@ class Store:
 
     async def insert_message(self, values: Mapping[str, Any]) -> int:
         async with self.write() as conn:
-            return int((await conn.execute(insert(messages).values(**values).returning(messages.c.id))).scalar_one())
+            return int(
+                (await conn.execute(insert(messages).values(**values).returning(messages.c.id))).scalar_one()
+            )
 
     async def insert_deliveries(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert outbox rows; a (alert, recipient, channel) already present is merged, never duplicated:
@@ -444,8 +607,11 @@ class Store:
             index_elements=[deliveries.c.alert_id, deliveries.c.recipient_id, deliveries.c.channel],
             set_={
                 "ack_required": or_(deliveries.c.ack_required, ex.ack_required),
-                "ack_deadline": func.coalesce(least(deliveries.c.ack_deadline, ex.ack_deadline),
-                                              deliveries.c.ack_deadline, ex.ack_deadline),
+                "ack_deadline": func.coalesce(
+                    least(deliveries.c.ack_deadline, ex.ack_deadline),
+                    deliveries.c.ack_deadline,
+                    ex.ack_deadline,
+                ),
                 "repeat": greatest(deliveries.c.repeat, ex.repeat),
                 "level": func.coalesce(least(deliveries.c.level, ex.level), deliveries.c.level, ex.level),
                 "priority": least(deliveries.c.priority, ex.priority),
@@ -460,44 +626,80 @@ class Store:
         """Unsent deliveries of earlier revisions are superseded by the new one (never those in flight)."""
         async with self.write() as conn:
             return await self._end_queued(
-                conn, and_(deliveries.c.alert_id.in_(chain_ids), deliveries.c.alert_id != by_alert,
-                           or_(deliveries.c.lease_token.is_(None), deliveries.c.visible_at <= now)),
-                "superseded", f"被预警 #{by_alert} 取代 (superseded by alert {by_alert})", now)
+                conn,
+                and_(
+                    deliveries.c.alert_id.in_(chain_ids),
+                    deliveries.c.alert_id != by_alert,
+                    or_(deliveries.c.lease_token.is_(None), deliveries.c.visible_at <= now),
+                ),
+                "superseded",
+                f"被预警 #{by_alert} 取代 (superseded by alert {by_alert})",
+                now,
+            )
 
-    async def _end_queued(self, conn: AsyncConnection, where: Any, status: str, reason: str, now: datetime) -> int:
-        ids = [r[0] for r in await conn.execute(select(deliveries.c.id).where(where, deliveries.c.status == "queued"))]
+    async def _end_queued(
+        self, conn: AsyncConnection, where: Any, status: str, reason: str, now: datetime
+    ) -> int:
+        ids = [
+            r[0]
+            for r in await conn.execute(select(deliveries.c.id).where(where, deliveries.c.status == "queued"))
+        ]
         for start in range(0, len(ids), 5000):
-            part = ids[start:start + 5000]
-            await conn.execute(update(deliveries).where(deliveries.c.id.in_(part), deliveries.c.status == "queued")
-                               .values(status=status, reason=reason, lease_token=None, updated_at=now))
-            await conn.execute(insert(delivery_events), [
-                {"delivery_id": i, "at": now, "kind": status, "detail": {"reason": reason}} for i in part])
+            part = ids[start : start + 5000]
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(part), deliveries.c.status == "queued")
+                .values(status=status, reason=reason, lease_token=None, updated_at=now)
+            )
+            await conn.execute(
+                insert(delivery_events),
+                [{"delivery_id": i, "at": now, "kind": status, "detail": {"reason": reason}} for i in part],
+            )
         return len(ids)
 
-    async def inhibit(self, alert_id: int, hazard_code: str, rank: int, root_id: int, now: datetime) -> dict[str, int]:
+    async def inhibit(
+        self, alert_id: int, hazard_code: str, rank: int, root_id: int, now: datetime
+    ) -> dict[str, int]:
         """Higher level wins per recipient among active warnings of the same hazard (other chains):
         this alert's queued deliveries to people who have a more severe one are suppressed, and queued
         deliveries of less severe ones to people this alert reaches are suppressed."""
         a_other = alerts.alias("other")
         d_other = deliveries.alias("d_other")
         mine = deliveries
-        active_other = and_(a_other.c.hazard_code == hazard_code, a_other.c.state == "active",
-                            a_other.c.root_id != root_id, a_other.c.rank.is_not(None))
-        higher = (select(d_other.c.recipient_id)
-                  .join(a_other, a_other.c.id == d_other.c.alert_id)
-                  .where(active_other, a_other.c.rank < rank, d_other.c.status.in_(("queued", *RECEIVED))))
+        active_other = and_(
+            a_other.c.hazard_code == hazard_code,
+            a_other.c.state == "active",
+            a_other.c.root_id != root_id,
+            a_other.c.rank.is_not(None),
+        )
+        higher = (
+            select(d_other.c.recipient_id)
+            .join(a_other, a_other.c.id == d_other.c.alert_id)
+            .where(active_other, a_other.c.rank < rank, d_other.c.status.in_(("queued", *RECEIVED)))
+        )
         async with self.write() as conn:
             suppressed_here = await self._end_queued(
-                conn, and_(mine.c.alert_id == alert_id, mine.c.recipient_id.in_(higher)), "suppressed",
+                conn,
+                and_(mine.c.alert_id == alert_id, mine.c.recipient_id.in_(higher)),
+                "suppressed",
                 f"已有同类更高级别预警 (a higher-level active {hazard_code} warning already covers this recipient)",
-                now)
+                now,
+            )
             lower_alerts = select(a_other.c.id).where(active_other, a_other.c.rank > rank)
-            reached_here = select(mine.c.recipient_id).where(mine.c.alert_id == alert_id, mine.c.status == "queued")
+            reached_here = select(mine.c.recipient_id).where(
+                mine.c.alert_id == alert_id, mine.c.status == "queued"
+            )
             suppressed_lower = await self._end_queued(
-                conn, and_(deliveries.c.alert_id.in_(lower_alerts), deliveries.c.recipient_id.in_(reached_here),
-                           deliveries.c.lease_token.is_(None)),
-                "suppressed", f"被更高级别预警 #{alert_id} 覆盖 (a higher-level warning {alert_id} covers this recipient)",
-                now)
+                conn,
+                and_(
+                    deliveries.c.alert_id.in_(lower_alerts),
+                    deliveries.c.recipient_id.in_(reached_here),
+                    deliveries.c.lease_token.is_(None),
+                ),
+                "suppressed",
+                f"被更高级别预警 #{alert_id} 覆盖 (a higher-level warning {alert_id} covers this recipient)",
+                now,
+            )
         return {"suppressed": suppressed_here, "suppressed_lower": suppressed_lower}
 
     # --- dispatch --------------------------------------------------------------------------------------------
@@ -509,33 +711,69 @@ class Store:
         if token:
             where.append(deliveries.c.lease_token == token)
         async with self.write() as conn:
-            result = await conn.execute(update(deliveries).where(*where).values(lease_token=None, visible_at=now))
+            result = await conn.execute(
+                update(deliveries).where(*where).values(lease_token=None, visible_at=now)
+            )
             return result.rowcount or 0
 
-    async def claim(self, channel: str, limit: int, now: datetime, lease_seconds: float) -> tuple[str, list[Claimed]]:
+    async def claim(
+        self, channel: str, limit: int, now: datetime, lease_seconds: float
+    ) -> tuple[str, list[Claimed]]:
         """Claim up to ``limit`` due deliveries of a channel under a new lease token, most urgent first."""
         token = str(uuid.uuid4())
-        due = (select(deliveries.c.id)
-               .where(deliveries.c.status == "queued", deliveries.c.channel == channel, deliveries.c.visible_at <= now)
-               .order_by(deliveries.c.priority, deliveries.c.visible_at)
-               .limit(limit))
+        due = (
+            select(deliveries.c.id)
+            .where(
+                deliveries.c.status == "queued",
+                deliveries.c.channel == channel,
+                deliveries.c.visible_at <= now,
+            )
+            .order_by(deliveries.c.priority, deliveries.c.visible_at)
+            .limit(limit)
+        )
         if not self.is_sqlite:
             due = due.with_for_update(skip_locked=True)
         async with self.write() as conn:
-            ids = [r[0] for r in await conn.execute(
-                update(deliveries).where(deliveries.c.id.in_(due.scalar_subquery()))
-                .values(lease_token=token, visible_at=now + timedelta(seconds=lease_seconds),
-                        attempts=deliveries.c.attempts + 1, updated_at=now)
-                .returning(deliveries.c.id))]
+            ids = [
+                r[0]
+                for r in await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(due.scalar_subquery()))
+                    .values(
+                        lease_token=token,
+                        visible_at=now + timedelta(seconds=lease_seconds),
+                        attempts=deliveries.c.attempts + 1,
+                        updated_at=now,
+                    )
+                    .returning(deliveries.c.id)
+                )
+            ]
             if not ids:
                 return token, []
             rows = await conn.execute(
-                select(deliveries, recipients.c.key, recipients.c.kind, recipients.c.name, recipients.c.phone,
-                       recipients.c.role, recipients.c.language, recipients.c.push_tokens, recipients.c.terminal_id,
-                       recipients.c.area_code.label("recipient_area"), messages.c.body, messages.c.title,
-                       messages.c.data, messages.c.language.label("message_language"),
-                       alerts.c.identifier, alerts.c.colour, alerts.c.msg_type, alerts.c.status.label("alert_status"),
-                       alerts.c.expires, alerts.c.event, alerts.c.hazard_code)
+                select(
+                    deliveries,
+                    recipients.c.key,
+                    recipients.c.kind,
+                    recipients.c.name,
+                    recipients.c.phone,
+                    recipients.c.role,
+                    recipients.c.language,
+                    recipients.c.push_tokens,
+                    recipients.c.terminal_id,
+                    recipients.c.area_code.label("recipient_area"),
+                    messages.c.body,
+                    messages.c.title,
+                    messages.c.data,
+                    messages.c.language.label("message_language"),
+                    alerts.c.identifier,
+                    alerts.c.colour,
+                    alerts.c.msg_type,
+                    alerts.c.status.label("alert_status"),
+                    alerts.c.expires,
+                    alerts.c.event,
+                    alerts.c.hazard_code,
+                )
                 .join(recipients, recipients.c.id == deliveries.c.recipient_id)
                 .join(messages, messages.c.id == deliveries.c.message_id)
                 .join(alerts, alerts.c.id == deliveries.c.alert_id)
@@ -545,18 +783,39 @@ class Store:
             claimed = []
             for row in rows:
                 m = row._mapping
-                claimed.append(Claimed(
-                    delivery={k: m[k] for k in deliveries.c.keys()},
-                    recipient={"key": m["key"], "kind": m["kind"], "name": m["name"], "phone": m["phone"],
-                               "role": m["role"], "language": m["language"], "push_tokens": m["push_tokens"],
-                               "terminal_id": m["terminal_id"], "area_code": m["recipient_area"]},
-                    message={"body": m["body"], "title": m["title"], "data": m["data"],
-                             "language": m["message_language"]},
-                    alert={"id": m["alert_id"], "identifier": m["identifier"], "colour": m["colour"],
-                           "level": m["level"], "msg_type": m["msg_type"], "status": m["alert_status"],
-                           "expires": m["expires"].isoformat() if m["expires"] else None, "event": m["event"],
-                           "hazard_code": m["hazard_code"]},
-                ))
+                claimed.append(
+                    Claimed(
+                        delivery={k: m[k] for k in deliveries.c.keys()},
+                        recipient={
+                            "key": m["key"],
+                            "kind": m["kind"],
+                            "name": m["name"],
+                            "phone": m["phone"],
+                            "role": m["role"],
+                            "language": m["language"],
+                            "push_tokens": m["push_tokens"],
+                            "terminal_id": m["terminal_id"],
+                            "area_code": m["recipient_area"],
+                        },
+                        message={
+                            "body": m["body"],
+                            "title": m["title"],
+                            "data": m["data"],
+                            "language": m["message_language"],
+                        },
+                        alert={
+                            "id": m["alert_id"],
+                            "identifier": m["identifier"],
+                            "colour": m["colour"],
+                            "level": m["level"],
+                            "msg_type": m["msg_type"],
+                            "status": m["alert_status"],
+                            "expires": m["expires"].isoformat() if m["expires"] else None,
+                            "event": m["event"],
+                            "hazard_code": m["hazard_code"],
+                        },
+                    )
+                )
             return token, claimed
 
     async def record_results(self, token: str, outcomes: Sequence[Mapping[str, Any]], now: datetime) -> int:
@@ -567,8 +826,12 @@ class Store:
         updated = 0
         async with self.write() as conn:
             for outcome in outcomes:
-                values: dict[str, Any] = {"status": outcome["status"], "lease_token": None, "updated_at": now,
-                                          "error": outcome.get("error")}
+                values: dict[str, Any] = {
+                    "status": outcome["status"],
+                    "lease_token": None,
+                    "updated_at": now,
+                    "error": outcome.get("error"),
+                }
                 if outcome["status"] == "sent":
                     values.update(provider_message_id=outcome.get("provider_message_id"), sent_at=now)
                 if outcome["status"] == "queued":
@@ -576,29 +839,64 @@ class Store:
                 result = await conn.execute(
                     update(deliveries)
                     .where(deliveries.c.id == outcome["delivery_id"], deliveries.c.lease_token == token)
-                    .values(**values))
+                    .values(**values)
+                )
                 if result.rowcount:
                     updated += 1
-                    await conn.execute(insert(delivery_events).values(
-                        delivery_id=outcome["delivery_id"], at=now, kind=outcome["event"],
-                        detail=outcome.get("detail")))
+                    await conn.execute(
+                        insert(delivery_events).values(
+                            delivery_id=outcome["delivery_id"],
+                            at=now,
+                            kind=outcome["event"],
+                            detail=outcome.get("detail"),
+                        )
+                    )
         return updated
 
     async def next_due(self, channel: str) -> datetime | None:
         async with self.read() as conn:
-            return (await conn.execute(select(func.min(deliveries.c.visible_at)).where(
-                deliveries.c.status == "queued", deliveries.c.channel == channel))).scalar_one()
+            return (
+                await conn.execute(
+                    select(func.min(deliveries.c.visible_at)).where(
+                        deliveries.c.status == "queued", deliveries.c.channel == channel
+                    )
+                )
+            ).scalar_one()
 
     # --- delivery log ------------------------------------------------------------------------------------------
 
     def _log_query(self, filters: Mapping[str, Any]) -> Select[Any]:
         d, r, m, a = deliveries, recipients, messages, alerts
         query = (
-            select(d.c.id, d.c.alert_id, a.c.identifier, a.c.event, a.c.colour, d.c.channel, d.c.status,
-                   r.c.name.label("recipient"), r.c.key.label("recipient_key"), r.c.phone, r.c.role, d.c.area_code,
-                   m.c.body, m.c.title, d.c.segments, d.c.repeat, d.c.attempts, d.c.provider_message_id, d.c.error,
-                   d.c.reason, d.c.level, d.c.ack_required, d.c.ack_deadline, d.c.created_at, d.c.sent_at,
-                   d.c.updated_at, d.c.rules)
+            select(
+                d.c.id,
+                d.c.alert_id,
+                a.c.identifier,
+                a.c.event,
+                a.c.colour,
+                d.c.channel,
+                d.c.status,
+                r.c.name.label("recipient"),
+                r.c.key.label("recipient_key"),
+                r.c.phone,
+                r.c.role,
+                d.c.area_code,
+                m.c.body,
+                m.c.title,
+                d.c.segments,
+                d.c.repeat,
+                d.c.attempts,
+                d.c.provider_message_id,
+                d.c.error,
+                d.c.reason,
+                d.c.level,
+                d.c.ack_required,
+                d.c.ack_deadline,
+                d.c.created_at,
+                d.c.sent_at,
+                d.c.updated_at,
+                d.c.rules,
+            )
             .join(r, r.c.id == d.c.recipient_id)
             .join(m, m.c.id == d.c.message_id)
             .join(a, a.c.id == d.c.alert_id)
@@ -621,9 +919,12 @@ class Store:
             query = query.where(r.c.phone.like(f"%{filters['phone_suffix']}"))
         return query
 
-    async def deliveries_page(self, filters: Mapping[str, Any], *, limit: int, after_id: int = 0
-                              ) -> list[dict[str, Any]]:
-        query = self._log_query(filters).where(deliveries.c.id > after_id).order_by(deliveries.c.id).limit(limit)
+    async def deliveries_page(
+        self, filters: Mapping[str, Any], *, limit: int, after_id: int = 0
+    ) -> list[dict[str, Any]]:
+        query = (
+            self._log_query(filters).where(deliveries.c.id > after_id).order_by(deliveries.c.id).limit(limit)
+        )
         async with self.read() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
 
@@ -632,8 +933,11 @@ class Store:
         out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
         async with self.read() as conn:
             for start in range(0, len(ids), 5000):
-                rows = await conn.execute(select(delivery_events).where(
-                    delivery_events.c.delivery_id.in_(ids[start:start + 5000])).order_by(delivery_events.c.id))
+                rows = await conn.execute(
+                    select(delivery_events)
+                    .where(delivery_events.c.delivery_id.in_(ids[start : start + 5000]))
+                    .order_by(delivery_events.c.id)
+                )
                 for row in rows:
                     out[row.delivery_id].append(dict(row._mapping))
         return out
@@ -647,7 +951,9 @@ class Store:
 
     async def all_feed_states(self) -> list[dict[str, Any]]:
         async with self.read() as conn:
-            return [dict(r._mapping) for r in await conn.execute(select(feed_state).order_by(feed_state.c.name))]
+            return [
+                dict(r._mapping) for r in await conn.execute(select(feed_state).order_by(feed_state.c.name))
+            ]
 
     async def save_feed_state(self, name: str, **values: Any) -> None:
         stmt = self._insert(feed_state).values(name=name, **values)
@@ -664,8 +970,11 @@ class Store:
 
     async def forget_feed_entry(self, feed: str, entry_key: str) -> None:
         async with self.write() as conn:
-            await conn.execute(delete(feed_entries).where(feed_entries.c.feed == feed,
-                                                          feed_entries.c.entry_key == entry_key[:600]))
+            await conn.execute(
+                delete(feed_entries).where(
+                    feed_entries.c.feed == feed, feed_entries.c.entry_key == entry_key[:600]
+                )
+            )
 
 
 _SQLITE_UPSERT_RECIPIENT = (

@@ -93,8 +93,17 @@ class RowChecker:
         if errors:
             return None, errors
         return {
-            "key": phone, "kind": "person", "name": name, "phone": phone, "role": role, "area_code": area_code,
-            "lat": lat, "lon": lon, "language": language, "push_tokens": None, "terminal_id": None,
+            "key": phone,
+            "kind": "person",
+            "name": name,
+            "phone": phone,
+            "role": role,
+            "area_code": area_code,
+            "lat": lat,
+            "lon": lon,
+            "language": language,
+            "push_tokens": None,
+            "terminal_id": None,
             "groups": groups,
         }, []
 
@@ -113,15 +122,18 @@ class RowChecker:
         return value
 
 
-def validated_chunks(handle: IO[str], report: ImportReport, *, groups: Mapping[str, Any],
-                     roles: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
+def validated_chunks(
+    handle: IO[str], report: ImportReport, *, groups: Mapping[str, Any], roles: Mapping[str, Any]
+) -> Iterator[list[dict[str, Any]]]:
     """Chunks of good rows. Once a bad row is seen nothing more is yielded (the import will be rolled back),
     but every remaining row is still checked so the report is complete; raises ImportRejected at the end."""
     reader = csv.reader(handle)
     header = [h.strip() for h in next(reader, [])]
     missing = [c for c in ("name", "phone", "area_code") if c not in header]
     if missing:
-        report.add(1, f"header lacks column(s) {', '.join(missing)}; expected {','.join(SUBSCRIBER_CSV_COLUMNS)}")
+        report.add(
+            1, f"header lacks column(s) {', '.join(missing)}; expected {','.join(SUBSCRIBER_CSV_COLUMNS)}"
+        )
         raise ImportRejected(report)
     unknown = [c for c in header if c not in SUBSCRIBER_CSV_COLUMNS]
     if unknown:
@@ -170,10 +182,17 @@ async def write_csv(rows: AsyncIterator[Mapping[str, Any]], out: IO[str]) -> int
     writer.writerow(SUBSCRIBER_CSV_COLUMNS)
     count = 0
     async for row in rows:
-        writer.writerow([
-            row["name"], row["phone"] or "", row["role"], row["area_code"],
-            "" if row["lat"] is None else row["lat"], "" if row["lon"] is None else row["lon"],
-            row["language"], row["groups"] or "",
-        ])
+        writer.writerow(
+            [
+                row["name"],
+                row["phone"] or "",
+                row["role"],
+                row["area_code"],
+                "" if row["lat"] is None else row["lat"],
+                "" if row["lon"] is None else row["lon"],
+                row["language"],
+                row["groups"] or "",
+            ]
+        )
         count += 1
     return count

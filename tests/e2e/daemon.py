@@ -46,7 +46,11 @@ class Daemon:
         handle = self.log.open("a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "warnd", "run", "-c", str(self.config_dir), "--port", str(self.port)],
-            stdout=handle, stderr=subprocess.STDOUT, text=True, env=self.env)
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+        )
         deadline = asyncio.get_running_loop().time() + timeout
         async with aiohttp.ClientSession() as session:
             while asyncio.get_running_loop().time() < deadline:

@@ -48,6 +48,8 @@ MASKED = re.compile(r"^1\d{2}\*{4}\d{4}$")
 SIGNATURE = "【梁平区应急管理局】"
 CST = ZoneInfo("Asia/Shanghai")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S+08:00"
+# an orange rainstorm for 屏锦镇 (township 500228101) by SMS
+TOWNSHIP_BROADCAST = ("--channel", "sms", "--area", "500228101000", "--hazard", "暴雨", "--colour", "orange")
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
@@ -387,19 +389,7 @@ def test_ingest_invalid_cap_is_rejected_and_quarantined(config_dir: Path, tmp_pa
 
 def test_broadcast_to_a_township_sends_sms_only_there(config_dir: Path) -> None:
     result = warnd(
-        config_dir,
-        "broadcast",
-        "--channel",
-        "sms",
-        "--area",
-        "500228101000",
-        "--hazard",
-        "暴雨",
-        "--colour",
-        "orange",
-        "--text",
-        "屏锦镇预计出现大暴雨，请做好防范",
-        "--send",
+        config_dir, "broadcast", *TOWNSHIP_BROADCAST, "--text", "屏锦镇预计出现大暴雨，请做好防范", "--send"
     )
     assert result.returncode == 0, result.stderr
     match = re.search(r"^broadcast alert (\d+): sent (\d+)$", result.stdout, re.M)
@@ -423,21 +413,8 @@ def test_broadcast_to_a_township_sends_sms_only_there(config_dir: Path) -> None:
 
 
 def test_broadcast_on_an_unknown_channel_is_refused(config_dir: Path) -> None:
-    result = warnd(
-        config_dir,
-        "broadcast",
-        "--channel",
-        "fax",
-        "--area",
-        "500228101000",
-        "--hazard",
-        "暴雨",
-        "--colour",
-        "orange",
-        "--text",
-        "x",
-        "--send",
-    )
+    args = [("fax" if word == "sms" else word) for word in TOWNSHIP_BROADCAST]
+    result = warnd(config_dir, "broadcast", *args, "--text", "x", "--send")
     assert result.returncode != 0
     assert "broadcast refused" in result.stderr and "unknown channel 'fax'" in result.stderr
     assert query(config_dir, "SELECT count(*) FROM alerts") == [(0,)]
@@ -455,21 +432,11 @@ class Exercise:
 @pytest.fixture(scope="module")
 def exercise(tmp_path_factory: pytest.TempPathFactory) -> Exercise:
     config_dir = make_config(tmp_path_factory.mktemp("exercise"))
+    args = [
+        ("500228000000" if word == "500228101000" else word) for word in TOWNSHIP_BROADCAST
+    ]  # whole district
     result = warnd(
-        config_dir,
-        "broadcast",
-        "--channel",
-        "sms",
-        "--area",
-        "500228000000",
-        "--hazard",
-        "暴雨",
-        "--colour",
-        "orange",
-        "--text",
-        "预计全区出现大暴雨，请做好防范",
-        "--exercise",
-        "--send",
+        config_dir, "broadcast", *args, "--text", "预计全区出现大暴雨，请做好防范", "--exercise", "--send"
     )
     assert result.returncode == 0, result.stderr
     match = re.search(r"^broadcast alert (\d+): sent (\d+)$", result.stdout, re.M)
@@ -508,53 +475,52 @@ def test_exercise_sms_carries_the_drill_marker_once(exercise: Exercise) -> None:
 @dataclass
 class Scenario:
     config_dir: Path
-    ingested: int
-    broadcast: int
-    between: datetime  # after the ingest, before the broadcast
+    ingested: int  # a red rainstorm, ingested, then sent by the broadcast's --send
+    broadcast: int  # an orange rainstorm for 屏锦镇, broadcast with --send
+    queued: int  # a yellow gale ingested last: its deliveries stay queued (no daemon runs)
+    between: datetime  # after the first ingest, before the broadcast
     rows: list[dict[str, Any]]  # `logs --format json`, unfiltered
+
+
+def _created(result: subprocess.CompletedProcess[str], pattern: str) -> int:
+    assert result.returncode == 0, result.stderr
+    match = re.search(pattern, result.stdout, re.M)
+    assert match, result.stdout
+    return int(match.group(1))
 
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     root = tmp_path_factory.mktemp("logs")
-    config_dir = make_config(root)
-    ingest = warnd(config_dir, "ingest", current_cap(root, "red"))
-    assert ingest.returncode == 0, ingest.stderr
-    ingested = int(re.search(r"created alert (\d+)", ingest.stdout).group(1))  # type: ignore[union-attr]
+    c = make_config(root)
+    ingested = _created(warnd(c, "ingest", current_cap(root, "red")), r"created alert (\d+)")
     between = datetime.now(UTC)
-    bc = warnd(
-        config_dir,
-        "broadcast",
-        "--channel",
-        "sms",
-        "--area",
-        "500228101000",
-        "--hazard",
-        "暴雨",
-        "--colour",
-        "orange",
-        "--text",
-        "屏锦镇预计出现大暴雨，请做好防范",
-        "--send",
+    broadcast = _created(
+        warnd(c, "broadcast", *TOWNSHIP_BROADCAST, "--text", "屏锦镇预计出现大暴雨，请做好防范", "--send"),
+        r"broadcast alert (\d+): sent \d+$",
     )
-    assert bc.returncode == 0, bc.stderr
-    broadcast = int(re.search(r"broadcast alert (\d+)", bc.stdout).group(1))  # type: ignore[union-attr]
-    logs = warnd(config_dir, "logs", "--format", "json")
+    gale = current_cap(root, "gale", event_code="11B06", event="大风", severity="Yellow")
+    queued = _created(warnd(c, "ingest", gale), r"created alert (\d+) Alert 大风 yellow .*: queued \d+$")
+    logs = warnd(c, "logs", "--format", "json")
     assert logs.returncode == 0, logs.stderr
-    return Scenario(config_dir, ingested, broadcast, between, json_lines(logs.stdout))
+    return Scenario(c, ingested, broadcast, queued, between, json_lines(logs.stdout))
 
 
 def test_logs_json_has_one_object_per_delivery_with_masked_phones(scenario: Scenario) -> None:
     rows = scenario.rows
     total = query(scenario.config_dir, "SELECT count(*) FROM deliveries")[0][0]
     assert len(rows) == total > 0
-    assert {r["alert_id"] for r in rows} == {scenario.ingested, scenario.broadcast}
+    assert {r["alert_id"] for r in rows} == {scenario.ingested, scenario.broadcast, scenario.queued}
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
     for row in rows:
         assert {"channel", "status", "recipient", "phone", "segments", "body"} <= row.keys()
-        assert row["status"] == "sent"  # broadcast --send drained the ingested alert's queue too
+        # broadcast --send drained the first alert's queue too; nothing sent the last one
+        assert row["status"] == ("queued" if row["alert_id"] == scenario.queued else "sent")
         if row["phone"] is not None:
             assert MASKED.match(row["phone"]), row["phone"]
             assert row["phone"][-4:] == row["recipient_key"][-4:]
+        else:
+            assert row["channel"] == "loudspeaker"
     sms = [r for r in rows if r["channel"] == "sms"]
     assert all(r["segments"] >= 1 and r["body"].startswith(SIGNATURE) for r in sms)
     assert "138****0041" in {r["phone"] for r in rows}
@@ -567,10 +533,11 @@ def test_logs_csv_parses_with_the_documented_header(scenario: Scenario) -> None:
     reader = csv.DictReader(io.StringIO(result.stdout))
     rows = list(reader)
     assert reader.fieldnames == LOG_COLUMNS
-    assert len(rows) == len(scenario.rows)
     assert [int(r["id"]) for r in rows] == [r["id"] for r in scenario.rows]
     assert all(MASKED.match(r["phone"]) for r in rows if r["phone"])
-    assert {r["channel"] for r in rows} == {r["channel"] for r in scenario.rows}
+    assert [(r["channel"], r["status"], r["body"]) for r in rows] == [
+        (r["channel"], r["status"], r["body"]) for r in scenario.rows
+    ]
     assert all(datetime.fromisoformat(r["created_at"]).utcoffset() == timedelta(hours=8) for r in rows)
 
 
@@ -583,7 +550,7 @@ def test_logs_table_prints_a_header_and_a_row_per_delivery(scenario: Scenario) -
     assert len(lines) == 1 + len(expected)
     for line, row in zip(lines[1:], expected, strict=True):
         assert line.split()[:2] == [str(row["id"]), str(scenario.broadcast)]
-        assert row["phone"] in line and row["recipient"] in line
+        assert row["phone"] in line and row["recipient"] in line and "sent" in line
     assert f"{len(expected)} deliveries" in result.stderr
 
 
@@ -593,67 +560,31 @@ def _ids(result: subprocess.CompletedProcess[str]) -> list[int]:
 
 
 def test_logs_filters_narrow_the_result(scenario: Scenario) -> None:
-    rows, c = scenario.rows, scenario.config_dir
-
-    def expect(keep: Any) -> list[int]:
-        ids = [r["id"] for r in rows if keep(r)]
-        assert 0 < len(ids) < len(rows)  # the filter is a real narrowing
-        return ids
-
-    assert _ids(warnd(c, "logs", "--format", "json", "--alert", str(scenario.broadcast))) == expect(
-        lambda r: r["alert_id"] == scenario.broadcast
-    )
-    assert _ids(warnd(c, "logs", "--format", "json", "--channel", "push")) == expect(
-        lambda r: r["channel"] == "push"
-    )
-    assert _ids(warnd(c, "logs", "--format", "json", "--area", "500228101")) == expect(
-        lambda r: r["area_code"].startswith("500228101")
-    )
-    assert _ids(warnd(c, "logs", "--format", "json", "--phone-suffix", "0041")) == expect(
-        lambda r: r["recipient_key"].endswith("0041")
-    )
-    assert _ids(warnd(c, "logs", "--format", "json", "--since", scenario.between.isoformat())) == expect(
-        lambda r: r["alert_id"] == scenario.broadcast
-    )
-    local = scenario.between.astimezone(CST).isoformat()  # the same instant written in +08:00
-    assert _ids(warnd(c, "logs", "--format", "json", "--until", local)) == expect(
-        lambda r: r["alert_id"] == scenario.ingested
-    )
-    combined = _ids(
-        warnd(
-            c,
-            "logs",
-            "--format",
-            "json",
-            "--status",
-            "sent",
-            "--channel",
-            "sms",
-            "--area",
-            "500228101",
-            "--since",
-            "1h",
-            "--alert",
-            str(scenario.ingested),
-        )
-    )
-    assert combined == expect(
-        lambda r: (
-            r["channel"] == "sms"
-            and r["area_code"].startswith("500228101")
-            and r["alert_id"] == scenario.ingested
-        )
-    )
-
-
-def test_logs_status_and_since_filters(scenario: Scenario) -> None:
-    c = scenario.config_dir
-    assert _ids(warnd(c, "logs", "--format", "json", "--status", "sent", "--since", "1h")) == [
-        r["id"] for r in scenario.rows
-    ]
-    assert _ids(warnd(c, "logs", "--format", "json", "--status", "failed")) == []
-    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    assert _ids(warnd(c, "logs", "--format", "json", "--since", future)) == []
+    rows, between = scenario.rows, scenario.between
+    local = between.astimezone(CST).isoformat()  # the same instant written in +08:00
+    sms_in_township = {"--status": "sent", "--channel": "sms", "--area": "500228101", "--since": "1h"}
+    cases: dict[str, tuple[dict[str, str], Any]] = {
+        "alert": ({"--alert": str(scenario.broadcast)}, lambda r: r["alert_id"] == scenario.broadcast),
+        "channel": ({"--channel": "push"}, lambda r: r["channel"] == "push"),
+        "status": ({"--status": "queued"}, lambda r: r["alert_id"] == scenario.queued),
+        "area": ({"--area": "500228101"}, lambda r: r["area_code"].startswith("500228101")),
+        "phone-suffix": ({"--phone-suffix": "0041"}, lambda r: r["recipient_key"].endswith("0041")),
+        "since-utc": ({"--since": between.isoformat()}, lambda r: r["alert_id"] != scenario.ingested),
+        "until-local": ({"--until": local}, lambda r: r["alert_id"] == scenario.ingested),
+        "combined": (sms_in_township, lambda r: (
+            r["status"] == "sent" and r["channel"] == "sms" and r["area_code"].startswith("500228101"))),
+    }  # fmt: skip
+    results = {
+        name: warnd(scenario.config_dir, "logs", "--format", "json", *(w for kv in args.items() for w in kv))
+        for name, (args, _) in cases.items()
+    }
+    for name, (_, keep) in cases.items():
+        expected = [r["id"] for r in rows if keep(r)]
+        assert 0 < len(expected) < len(rows), name  # a real narrowing
+        assert _ids(results[name]) == expected, name
+    combined = set(_ids(results["combined"]))
+    assert combined & {r["id"] for r in rows if r["alert_id"] == scenario.ingested}
+    assert combined & {r["id"] for r in rows if r["alert_id"] == scenario.broadcast}
 
 
 def test_logs_unmask_shows_full_numbers_and_is_audited(scenario: Scenario) -> None:
@@ -706,6 +637,15 @@ def write_subscribers(path: Path, count: int, *, seed: int = 7) -> list[list[str
     return rows
 
 
+def memberships(config_dir: Path) -> list[tuple[Any, ...]]:
+    """(phone key, name, comma-joined explicit groups) of every recipient."""
+    return query(
+        config_dir,
+        "SELECT key, name, groups FROM recipients r LEFT JOIN (SELECT recipient_id, group_concat(group_name) "
+        "AS groups FROM group_members GROUP BY recipient_id) g ON g.recipient_id = r.id ORDER BY key",
+    )
+
+
 def recipient_count(config_dir: Path) -> int:
     return query(config_dir, "SELECT count(*) FROM recipients")[0][0]
 
@@ -755,45 +695,55 @@ def test_export_round_trips_imported_rows(imported: tuple[Path, list[list[str]],
             assert (got["lat"], got["lon"]) == ("", "")
 
 
+def _write_csv(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([CSV_COLUMNS, *rows])
+    return path
+
+
 def test_import_with_bad_rows_reports_lines_and_imports_nothing(config_dir: Path, tmp_path: Path) -> None:
-    good = ["public", "500228101201", "", "", "zh-CN", "public"]
-    lines = [
-        CSV_COLUMNS,
-        ["甲", "13900000002", *good],  # line 2
-        ["乙", "1390000003", *good],  # line 3: ten digits
-        ["丙", "13900000004", *good],  # line 4
+    ok = ["public", "500228101201", "", "", "zh-CN", "public"]
+    earlier = _write_csv(tmp_path / "earlier.csv", [["原名", "13900000004", *ok]])
+    assert warnd(config_dir, "subscribers", "import", earlier).returncode == 0
+    before = memberships(config_dir)
+    assert before == [("13900000004", "原名", "public")]
+    bad = _write_csv(tmp_path / "bad.csv", [
+        ["甲", "13900000002", *ok],  # line 2
+        ["乙", "1390000003", *ok],  # line 3: ten digits
+        ["丙", "13900000004", "public", "500228101201", "", "", "zh-CN", "public|grid_workers"],  # line 4
         ["丁", "13900000005", "public", "500228101201", "", "", "zh-CN", "public|no_such_group"],  # line 5
-        ["戊", "13900000006", *good],  # line 6
-        ["己", "13900000002", *good],  # line 7: same phone as line 2
-        [
-            "庚",
-            "13900000008",
-            "public",
-            "500228101201",
-            "30.61",
-            "",
-            "zh-CN",
-            "public",
-        ],  # line 8: lat, no lon
-    ]
-    bad = tmp_path / "bad.csv"
-    with bad.open("w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle).writerows(lines)
-    warnd(config_dir, "db", "upgrade")
-    before = recipient_count(config_dir)
+        ["戊", "13900000006", *ok],  # line 6
+        ["己", "13900000002", *ok],  # line 7: same phone as line 2
+        ["庚", "13900000008", "public", "500228101201", "30.61", "", "zh-CN", "public"],  # line 8: no lon
+    ])  # fmt: skip
     result = warnd(config_dir, "subscribers", "import", bad)
     assert result.returncode != 0
     errors = [
         line.removeprefix(f"{bad}: ") for line in result.stderr.splitlines() if line.startswith(f"{bad}: ")
     ]
+    assert len(errors) == 5, result.stderr
     assert errors[0].startswith("line 3: phone:") and "1390000003" in errors[0]
     assert errors[1] == "line 5: groups: unknown group 'no_such_group'"
     assert errors[2].startswith("line 7: phone:") and "already on line 2" in errors[2]
     assert errors[3] == "line 8: lat/lon: give both or neither"
     assert errors[4] == "4 problem(s); nothing was imported"
-    assert len(errors) == 5
-    assert recipient_count(config_dir) == before
-    assert query(config_dir, "SELECT count(*) FROM recipients WHERE phone LIKE '139000000%'") == [(0,)]
+    assert "13900000002" not in result.stderr  # numbers are masked in the report
+    # nothing imported, and the row that was already there is untouched (still 原名, still only public)
+    assert memberships(config_dir) == before
+
+
+def test_import_rolls_back_chunks_already_written_before_a_bad_row(config_dir: Path, tmp_path: Path) -> None:
+    """More good rows than one write chunk (10,000) come before the bad one; still nothing stays."""
+    path = tmp_path / "late_error.csv"
+    rows = write_subscribers(path, 12_000)
+    with path.open("a", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerow(["坏行", "139123", "public", rows[0][3], "", "", "zh-CN", "public"])
+    result = warnd(config_dir, "subscribers", "import", path)
+    assert result.returncode != 0
+    assert re.search(r"line 12002: phone: not a mobile number: '139123'", result.stderr), result.stderr
+    assert "1 problem(s); nothing was imported" in result.stderr
+    assert recipient_count(config_dir) == 0  # the database was new: import does not load config subscribers
+    assert query(config_dir, "SELECT count(*) FROM group_members") == [(0,)]
 
 
 def test_import_without_a_phone_column_is_a_header_error(config_dir: Path, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-
 from conftest import cap_cn, edit_yaml
 from e2e.daemon import Daemon, cn_time, free_port, query
 from support.gateway import FakeSmsGateway
@@ -53,8 +52,12 @@ async def test_walkthrough_post_watch_cancel_reject_and_stop(config_dir: Path) -
             assert sum(alert["deliveries"].values()) == 28
 
             def all_sent() -> bool:
-                return query(db, "SELECT count(*) FROM deliveries WHERE alert_id=? AND status='sent'",
-                             alert["id"])[0][0] == 28
+                return (
+                    query(
+                        db, "SELECT count(*) FROM deliveries WHERE alert_id=? AND status='sent'", alert["id"]
+                    )[0][0]
+                    == 28
+                )
 
             await wait_for(all_sent)
             async with http.get(f"{daemon.url}/api/v1/alerts/{alert['id']}/deliveries") as resp:
@@ -68,13 +71,30 @@ async def test_walkthrough_post_watch_cancel_reject_and_stop(config_dir: Path) -
                 lifted = await resp.json()
             assert lifted["previous_id"] == alert["id"] and sum(lifted["deliveries"].values()) == 28
 
-            async with http.post(f"{daemon.url}/api/v1/alerts", data=b"<alert><identifier>x</identifier></alert>") as r:
+            async with http.post(
+                f"{daemon.url}/api/v1/alerts", data=b"<alert><identifier>x</identifier></alert>"
+            ) as r:
                 assert r.status == 400
                 error = await r.json()
             assert "sender" in error["error"] and error["quarantine_id"]
 
-        logs = subprocess.run([sys.executable, "-m", "warnd", "logs", "-c", str(config_dir), "--alert",
-                               str(lifted["id"]), "--format", "json"], capture_output=True, text=True, timeout=60)
+        logs = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "warnd",
+                "logs",
+                "-c",
+                str(config_dir),
+                "--alert",
+                str(lifted["id"]),
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert logs.returncode == 0
         rows = [json.loads(line) for line in logs.stdout.splitlines()]
         assert len(rows) == 28 and all("解除" in r["body"] for r in rows if r["recipient"] != "彭海涛")
@@ -90,14 +110,20 @@ async def test_second_daemon_on_the_same_sqlite_file_is_refused(config_dir: Path
     first = Daemon(config_dir, free_port())
     await first.start()
     try:
-        second = subprocess.run([sys.executable, "-m", "warnd", "run", "-c", str(config_dir), "--port",
-                                 str(free_port())], capture_output=True, text=True, timeout=60)
+        second = subprocess.run(
+            [sys.executable, "-m", "warnd", "run", "-c", str(config_dir), "--port", str(free_port())],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert second.returncode == 1 and "already running" in second.stderr
     finally:
         first.terminate()
 
 
-async def test_sigkill_mid_batch_loses_nothing(config_dir: Path, gateway: FakeSmsGateway, tmp_path: Path) -> None:
+async def test_sigkill_mid_batch_loses_nothing(
+    config_dir: Path, gateway: FakeSmsGateway, tmp_path: Path
+) -> None:
     """Kill the daemon while a fan-out of 3,000 SMS is being sent, restart it: every delivery ends accepted
     exactly once by the gateway (counted by idempotency key) or failed with the provider's reason."""
     gateway.delay = 0.15
@@ -105,8 +131,14 @@ async def test_sigkill_mid_batch_loses_nothing(config_dir: Path, gateway: FakeSm
     gateway.fail_phones(*failing)
 
     def to_gateway(data: dict) -> None:
-        data["channels"]["sms"] = {"adapter": "sms_http", "url": gateway.url, "signature": "梁平区应急管理局",
-                                   "max_recipients_per_request": 50, "concurrency": 2, "timeout": 10}
+        data["channels"]["sms"] = {
+            "adapter": "sms_http",
+            "url": gateway.url,
+            "signature": "梁平区应急管理局",
+            "max_recipients_per_request": 50,
+            "concurrency": 2,
+            "timeout": 10,
+        }
 
     edit_yaml(config_dir / "channels.yaml", to_gateway)
     edit_yaml(config_dir / "warnd.yaml", lambda d: d["dispatch"].update(batch_size=200, lease="30s"))
@@ -114,8 +146,12 @@ async def test_sigkill_mid_batch_loses_nothing(config_dir: Path, gateway: FakeSm
     rows = ["name,phone,role,area_code,lat,lon,language,groups"]
     rows += [f"居民{i},139{i:08d},public,500228101201,,,zh-CN,public" for i in range(3000)]
     csv_file.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    imported = subprocess.run([sys.executable, "-m", "warnd", "subscribers", "import", str(csv_file), "-c",
-                               str(config_dir)], capture_output=True, text=True, timeout=120)
+    imported = subprocess.run(
+        [sys.executable, "-m", "warnd", "subscribers", "import", str(csv_file), "-c", str(config_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert imported.returncode == 0, imported.stderr
 
     db = config_dir.parent / "data" / "warnd.db"
@@ -132,22 +168,36 @@ async def test_sigkill_mid_batch_loses_nothing(config_dir: Path, gateway: FakeSm
         daemon.stop_quietly()
     total = query(db, "SELECT count(*) FROM deliveries WHERE alert_id=? AND channel='sms'", alert_id)[0][0]
     assert total == 3021
-    done_before = query(db, "SELECT count(*) FROM deliveries WHERE alert_id=? AND channel='sms' "
-                            "AND status!='queued'", alert_id)[0][0]
+    done_before = query(
+        db,
+        "SELECT count(*) FROM deliveries WHERE alert_id=? AND channel='sms' AND status!='queued'",
+        alert_id,
+    )[0][0]
     assert 0 < done_before < total  # it really was killed mid-way
 
     restarted = Daemon(config_dir, free_port())
     await restarted.start()
     try:
+
         def finished() -> bool:
-            return query(db, "SELECT count(*) FROM deliveries WHERE alert_id=? AND channel='sms' "
-                             "AND status='queued'", alert_id)[0][0] == 0
+            return (
+                query(
+                    db,
+                    "SELECT count(*) FROM deliveries WHERE alert_id=? AND channel='sms' AND status='queued'",
+                    alert_id,
+                )[0][0]
+                == 0
+            )
 
         await wait_for(finished, timeout=120)
     finally:
         restarted.terminate()
-    final = query(db, "SELECT idempotency_key, status, error, phone FROM deliveries d JOIN recipients r "
-                      "ON r.id = d.recipient_id WHERE alert_id=? AND channel='sms'", alert_id)
+    final = query(
+        db,
+        "SELECT idempotency_key, status, error, phone FROM deliveries d JOIN recipients r "
+        "ON r.id = d.recipient_id WHERE alert_id=? AND channel='sms'",
+        alert_id,
+    )
     sent = {key for key, status, _e, _p in final if status == "sent"}
     failed = {(key, error, phone) for key, status, error, phone in final if status == "failed"}
     assert len(sent) + len(failed) == total  # none lost, none stuck
@@ -156,5 +206,7 @@ async def test_sigkill_mid_batch_loses_nothing(config_dir: Path, gateway: FakeSm
     assert set(gateway.accepted_keys) == sent
     assert set(gateway.accepted_keys.values()) == {1}  # exactly once per idempotency key
     raw_keys = [m["key"] for r in gateway.requests if r.json for m in r.json.get("messages", [])]
-    print(f"gateway saw {len(raw_keys)} numbers for {len(set(raw_keys))} keys "
-          f"({len(raw_keys) - len(set(raw_keys))} re-sent after the kill, deduplicated by idempotency key)")
+    print(
+        f"gateway saw {len(raw_keys)} numbers for {len(set(raw_keys))} keys "
+        f"({len(raw_keys) - len(set(raw_keys))} re-sent after the kill, deduplicated by idempotency key)"
+    )

@@ -19,13 +19,13 @@ from channels.sms_http import (
     SmsHttpChannel,
     SmsHttpSettings,
     lookup_path,
-    mask_phone,
-    mask_phones_in,
     normalize_phone,
     parse_retry_after,
 )
 from tests.support.gateway import FakeSmsGateway
 from warnd.clock import FakeClock
+from warnd.logs import mask_phone
+from warnd.logs import mask_text as mask_phones_in
 
 SIGNATURE = "梁平区应急管理局"
 CONTENT = (

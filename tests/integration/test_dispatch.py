@@ -7,9 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from conftest import cap_cn, edit_yaml
 from support.gateway import FakeSmsGateway
+
 from warnd.app import App
 from warnd.clock import FakeClock
 from warnd.config import load_config
@@ -24,9 +24,16 @@ async def gateway() -> AsyncIterator[FakeSmsGateway]:
 
 def use_gateway(config_dir: Path, url: str, **extra: object) -> None:
     def change(data: dict) -> None:
-        data["channels"]["sms"] = {"adapter": "sms_http", "url": url, "signature": "梁平区应急管理局",
-                                   "max_recipients_per_request": 100, "max_attempts": 3, "backoff_initial": 2,
-                                   "timeout": 5, **extra}
+        data["channels"]["sms"] = {
+            "adapter": "sms_http",
+            "url": url,
+            "signature": "梁平区应急管理局",
+            "max_recipients_per_request": 100,
+            "max_attempts": 3,
+            "backoff_initial": 2,
+            "timeout": 5,
+            **extra,
+        }
 
     edit_yaml(config_dir / "channels.yaml", change)
 
@@ -57,7 +64,10 @@ async def test_identical_content_goes_in_one_request(sms_app: App, gateway: Fake
     assert all(r["provider_message_id"].startswith("msg-") for r in rows)
     assert len(keys) == 21
     sent = {s.phone: s for s in gateway.sent}
-    assert sent["13800230041"].content.startswith("梁平区气象台") and sent["13800230041"].signature == "梁平区应急管理局"
+    assert (
+        sent["13800230041"].content.startswith("梁平区气象台")
+        and sent["13800230041"].signature == "梁平区应急管理局"
+    )
 
 
 async def test_503_is_retried_with_backoff(sms_app: App, gateway: FakeSmsGateway, clock: FakeClock) -> None:
@@ -110,8 +120,9 @@ async def test_gives_up_after_max_attempts(sms_app: App, gateway: FakeSmsGateway
     assert all("gave up after 3 attempts" in r["error"] for r in rows)
 
 
-async def test_unsent_deliveries_of_an_expired_alert_are_not_sent(sms_app: App, gateway: FakeSmsGateway,
-                                                                  clock: FakeClock) -> None:
+async def test_unsent_deliveries_of_an_expired_alert_are_not_sent(
+    sms_app: App, gateway: FakeSmsGateway, clock: FakeClock
+) -> None:
     gateway.fail_next(2, status=503)
     [result] = await sms_app.pipeline.ingest(cap_cn(), source="t")
     await sms_app.dispatcher.drain()
@@ -122,8 +133,9 @@ async def test_unsent_deliveries_of_an_expired_alert_are_not_sent(sms_app: App, 
     assert gateway.accepted_keys == {}
 
 
-async def test_restart_after_a_crash_mid_batch_sends_each_once(sms_app: App, gateway: FakeSmsGateway,
-                                                               clock: FakeClock) -> None:
+async def test_restart_after_a_crash_mid_batch_sends_each_once(
+    sms_app: App, gateway: FakeSmsGateway, clock: FakeClock
+) -> None:
     """A worker claimed a batch and died before recording anything; after restart every delivery goes out,
     the gateway accepts each idempotency key once, and the dead worker's late results cannot land."""
     [result] = await sms_app.pipeline.ingest(cap_cn(), source="t")
@@ -138,27 +150,33 @@ async def test_restart_after_a_crash_mid_batch_sends_each_once(sms_app: App, gat
     assert len(gateway.accepted_keys) == 5
     # restart: the single SQLite daemon releases every lease at start-up
     assert await sms_app.store.release_leases(clock.now()) == 10
-    restarted = Dispatcher(store=sms_app.store, channels=sms_app.channels, settings=sms_app.config.dispatch,
-                           clock=clock)
+    restarted = Dispatcher(
+        store=sms_app.store, channels=sms_app.channels, settings=sms_app.config.dispatch, clock=clock
+    )
     await restarted.drain()
     rows = await sms_rows(sms_app, result.alert_id)
     assert {r["status"] for r in rows} == {"sent"}
     assert len(gateway.accepted_keys) == 21 and set(gateway.accepted_keys.values()) == {1}
     # fencing: the old claim's results no longer apply
-    stale = [{"delivery_id": c.delivery["id"], "status": "failed", "event": "failed", "error": "late"}
-             for c in claimed]
+    stale = [
+        {"delivery_id": c.delivery["id"], "status": "failed", "event": "failed", "error": "late"}
+        for c in claimed
+    ]
     assert await sms_app.store.record_results(token, stale, clock.now()) == 0
 
 
 async def test_red_is_claimed_before_blue(sms_app: App, clock: FakeClock) -> None:
-    await sms_app.pipeline.ingest(cap_cn(identifier="blue-1", event_code="11B06", event="大风", severity="Blue"),
-                                  source="t")
+    await sms_app.pipeline.ingest(
+        cap_cn(identifier="blue-1", event_code="11B06", event="大风", severity="Blue"), source="t"
+    )
     await sms_app.pipeline.ingest(cap_cn(identifier="red-1"), source="t")
     _token, claimed = await sms_app.store.claim("sms", 5, clock.now(), 60)
     assert {c.alert["colour"] for c in claimed} == {"red"}
 
 
-async def test_rate_limit_spaces_requests(config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock) -> None:
+async def test_rate_limit_spaces_requests(
+    config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock
+) -> None:
     use_gateway(config_dir, gateway.url, rate_per_second=5, max_recipients_per_request=1)
     app = App(load_config(config_dir), clock=clock)
     await app.start(channels=True)

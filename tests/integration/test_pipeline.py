@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from conftest import cap_cn, edit_yaml
+
 from warnd.app import App
 from warnd.clock import FakeClock
 from warnd.config import load_config
@@ -25,15 +25,30 @@ async def test_red_rainstorm_reaches_every_channel_and_group(app: App) -> None:
     [result] = await app.pipeline.ingest(cap_cn(), source="test")
     assert result.outcome == "created"
     alert = await app.store.get_alert(result.alert_id)
-    assert (alert["colour"], alert["level"], alert["hazard_code"], alert["state"]) == ("red", 1, "11B03", "active")
+    assert (alert["colour"], alert["level"], alert["hazard_code"], alert["state"]) == (
+        "red",
+        1,
+        "11B03",
+        "active",
+    )
     rows = await deliveries(app, result.alert_id)
     assert {r["channel"] for r in rows} == {"sms", "push", "loudspeaker"}
     reached_roles = {r["role"] for r in rows}
-    assert reached_roles == {"county_leader", "township_leader", "duty_person", "village_cadre", "grid_worker",
-                             "public", "loudspeaker"}
+    assert reached_roles == {
+        "county_leader",
+        "township_leader",
+        "duty_person",
+        "village_cadre",
+        "grid_worker",
+        "public",
+        "loudspeaker",
+    }
     people = app.config.subscribers
     assert Counter(r["channel"] for r in rows) == {
-        "sms": len(people), "push": sum(1 for p in people if p.push_tokens), "loudspeaker": len(app.config.terminals)}
+        "sms": len(people),
+        "push": sum(1 for p in people if p.push_tokens),
+        "loudspeaker": len(app.config.terminals),
+    }
     sms = [r for r in rows if r["channel"] == "sms"]
     assert all(r["body"].startswith("【梁平区应急管理局】") and r["segments"] >= 2 for r in sms)
     assert all("暴雨红色预警" in r["body"] for r in sms if r["role"] != "public" or "英" not in r["body"])
@@ -58,12 +73,22 @@ async def test_same_alert_twice_is_one_alert(app: App) -> None:
 async def test_cancel_sends_jiechu_to_everyone_reached(app: App, clock: FakeClock) -> None:
     [alert] = await app.pipeline.ingest(cap_cn(), source="t")
     await app.dispatcher.drain()
-    reached = {(r["recipient_key"], r["channel"]) for r in await deliveries(app, alert.alert_id)
-               if r["status"] == "sent"}
+    reached = {
+        (r["recipient_key"], r["channel"])
+        for r in await deliveries(app, alert.alert_id)
+        if r["status"] == "sent"
+    }
     clock.advance(7200)
-    [cancel] = await app.pipeline.ingest(cap_cn(identifier="50022841600000_20240712073000", msg_type="Cancel",
-                                                references=FIRST, sent="2024-07-12 07:30:00+08:00",
-                                                note="降雨明显减弱"), source="t")
+    [cancel] = await app.pipeline.ingest(
+        cap_cn(
+            identifier="50022841600000_20240712073000",
+            msg_type="Cancel",
+            references=FIRST,
+            sent="2024-07-12 07:30:00+08:00",
+            note="降雨明显减弱",
+        ),
+        source="t",
+    )
     row = await app.store.get_alert(cancel.alert_id)
     assert row["root_id"] == alert.alert_id and row["previous_id"] == alert.alert_id
     assert (await app.store.get_alert(alert.alert_id))["state"] == "cancelled"
@@ -78,9 +103,16 @@ async def test_update_upgrade_wording_and_supersedes_unsent(app: App, clock: Fak
     orange_rows = await deliveries(app, orange.alert_id)
     assert orange_rows and all(r["status"] == "queued" for r in orange_rows)
     clock.advance(600)
-    [red] = await app.pipeline.ingest(cap_cn(identifier="50022841600000_20240712054000", msg_type="Update",
-                                             references=FIRST, severity="Red",
-                                             sent="2024-07-12 05:40:00+08:00"), source="t")
+    [red] = await app.pipeline.ingest(
+        cap_cn(
+            identifier="50022841600000_20240712054000",
+            msg_type="Update",
+            references=FIRST,
+            severity="Red",
+            sent="2024-07-12 05:40:00+08:00",
+        ),
+        source="t",
+    )
     # the orange revision was never sent: superseded, not sent late
     assert {r["status"] for r in await deliveries(app, orange.alert_id)} == {"superseded"}
     sms = [r for r in await deliveries(app, red.alert_id) if r["channel"] == "sms" and r["role"] != "public"]
@@ -88,12 +120,19 @@ async def test_update_upgrade_wording_and_supersedes_unsent(app: App, clock: Fak
 
 
 async def test_downgrade_reaches_people_the_new_colour_would_not(app: App, clock: FakeClock) -> None:
-    [red] = await app.pipeline.ingest(cap_cn(), source="t")
+    [_red] = await app.pipeline.ingest(cap_cn(), source="t")
     await app.dispatcher.drain()
     clock.advance(3600)
-    [blue] = await app.pipeline.ingest(cap_cn(identifier="50022841600000_20240712063000", msg_type="Update",
-                                              references=FIRST, severity="Blue",
-                                              sent="2024-07-12 06:30:00+08:00"), source="t")
+    [blue] = await app.pipeline.ingest(
+        cap_cn(
+            identifier="50022841600000_20240712063000",
+            msg_type="Update",
+            references=FIRST,
+            severity="Blue",
+            sent="2024-07-12 06:30:00+08:00",
+        ),
+        source="t",
+    )
     rows = await deliveries(app, blue.alert_id)
     # blue rules target only responsible persons, but the public had the red one and must hear it is lower now
     public = [r for r in rows if r["role"] == "public" and r["channel"] == "sms"]
@@ -113,7 +152,9 @@ async def test_invalid_alert_is_quarantined_with_reason(app: App) -> None:
 
 
 async def test_doctype_is_rejected(app: App) -> None:
-    hostile = b'<?xml version="1.0"?><!DOCTYPE alert [<!ENTITY x SYSTEM "file:///etc/passwd">]><alert>&x;</alert>'
+    hostile = (
+        b'<?xml version="1.0"?><!DOCTYPE alert [<!ENTITY x SYSTEM "file:///etc/passwd">]><alert>&x;</alert>'
+    )
     [result] = await app.pipeline.ingest(hostile, source="test")
     assert result.outcome == "rejected" and any("DOCTYPE" in e for e in result.errors)
 
@@ -126,7 +167,9 @@ async def test_drills_reach_only_drill_groups_with_marker(app: App, status: str,
     drill_roles = {role for g in app.config.groups.values() if g.drill for role in g.roles}
     assert {r["role"] for r in rows} <= drill_roles
     assert "public" not in {r["role"] for r in rows}
-    assert all(r["body"].startswith(marker) or r["body"].startswith(f"【梁平区应急管理局】{marker}") for r in rows)
+    assert all(
+        r["body"].startswith(marker) or r["body"].startswith(f"【梁平区应急管理局】{marker}") for r in rows
+    )
 
 
 async def test_draft_reaches_nobody(app: App) -> None:
@@ -166,8 +209,12 @@ async def test_higher_level_wins_for_the_same_hazard(app: App, clock: FakeClock)
     [red] = await app.pipeline.ingest(cap_cn(), source="t")
     await app.dispatcher.drain()
     clock.advance(60)
-    yellow_xml = cap_cn(identifier="water_20240712053100", severity="Yellow", geocode="500228101000",
-                        sent="2024-07-12 05:31:00+08:00").replace("梁平区气象台".encode(), "梁平区水利局".encode(), 1)
+    yellow_xml = cap_cn(
+        identifier="water_20240712053100",
+        severity="Yellow",
+        geocode="500228101000",
+        sent="2024-07-12 05:31:00+08:00",
+    ).replace("梁平区气象台".encode(), "梁平区水利局".encode(), 1)
     [yellow] = await app.pipeline.ingest(yellow_xml, source="t")
     rows = await deliveries(app, yellow.alert_id)
     assert rows and {r["status"] for r in rows} == {"suppressed"}
@@ -175,20 +222,37 @@ async def test_higher_level_wins_for_the_same_hazard(app: App, clock: FakeClock)
     assert (await app.store.get_alert(red.alert_id))["state"] == "active"
 
 
-async def test_lower_queued_warning_is_suppressed_when_a_higher_one_arrives(app: App, clock: FakeClock) -> None:
+async def test_lower_queued_warning_is_suppressed_when_a_higher_one_arrives(
+    app: App, clock: FakeClock
+) -> None:
     [yellow] = await app.pipeline.ingest(cap_cn(identifier="y1", severity="Yellow"), source="t")
     clock.advance(60)
     red_xml = cap_cn(identifier="r1", sent="2024-07-12 05:31:00+08:00").replace(
-        "梁平区气象台".encode(), "重庆市气象台".encode(), 1)
+        "梁平区气象台".encode(), "重庆市气象台".encode(), 1
+    )
     await app.pipeline.ingest(red_xml, source="t")
     assert {r["status"] for r in await deliveries(app, yellow.alert_id)} == {"suppressed"}
 
 
 async def test_rules_combine_strictest_settings(config_dir: Path, clock: FakeClock) -> None:
     def add_rule(data: dict) -> None:
-        data["rules"].append({"name": "duty-extra", "hazards": ["11B03"], "colours": ["红"], "level": "II",
-                              "targets": [{"groups": ["duty_persons"], "channels": ["sms"], "repeat": 2,
-                                           "ack_required": True, "ack_within": "2m"}]})
+        data["rules"].append(
+            {
+                "name": "duty-extra",
+                "hazards": ["11B03"],
+                "colours": ["红"],
+                "level": "II",
+                "targets": [
+                    {
+                        "groups": ["duty_persons"],
+                        "channels": ["sms"],
+                        "repeat": 2,
+                        "ack_required": True,
+                        "ack_within": "2m",
+                    }
+                ],
+            }
+        )
 
     edit_yaml(config_dir / "rules.yaml", add_rule)
     app = App(load_config(config_dir), clock=clock)
@@ -197,8 +261,11 @@ async def test_rules_combine_strictest_settings(config_dir: Path, clock: FakeClo
         [result] = await app.pipeline.ingest(cap_cn(), source="t")
         alert = await app.store.get_alert(result.alert_id)
         assert alert["level"] == 1 and set(alert["rules"]["rules"]) == {"rainstorm-red", "duty-extra"}
-        duty = [r for r in await deliveries(app, result.alert_id) if r["role"] == "duty_person"
-                and r["channel"] == "sms"]
+        duty = [
+            r
+            for r in await deliveries(app, result.alert_id)
+            if r["role"] == "duty_person" and r["channel"] == "sms"
+        ]
         assert duty and all(r["repeat"] == 2 and r["level"] == 1 for r in duty)
         assert all((r["ack_deadline"] - r["created_at"]).total_seconds() == 120 for r in duty)
         keys = [(r["recipient_key"], r["channel"]) for r in await deliveries(app, result.alert_id)]
@@ -208,9 +275,16 @@ async def test_rules_combine_strictest_settings(config_dir: Path, clock: FakeClo
 
 
 async def test_manual_broadcast_runs_the_same_pipeline(app: App) -> None:
-    result = await app.pipeline.broadcast(BroadcastRequest(
-        channels=["sms", "loudspeaker"], areas=["500228102000"], hazard="山洪", colour="orange",
-        text="礼让镇川西村一带山洪风险高，请沿河群众立即转移。", actor="duty-officer"))
+    result = await app.pipeline.broadcast(
+        BroadcastRequest(
+            channels=["sms", "loudspeaker"],
+            areas=["500228102000"],
+            hazard="山洪",
+            colour="orange",
+            text="礼让镇川西村一带山洪风险高，请沿河群众立即转移。",
+            actor="duty-officer",
+        )
+    )
     alert = await app.store.get_alert(result.alert_id)
     assert alert["profile"] == "cap1.2" and alert["hazard_code"] == "11A51" and alert["colour"] == "orange"
     payload = await app.store.payload(alert["payload_id"])
@@ -219,13 +293,20 @@ async def test_manual_broadcast_runs_the_same_pipeline(app: App) -> None:
     assert {r["channel"] for r in rows} == {"sms", "loudspeaker"}
     assert all(r["area_code"].startswith("500228102") or r["area_code"] == "500228000000" for r in rows)
     with pytest.raises(BroadcastInvalid, match="unknown channel"):
-        await app.pipeline.broadcast(BroadcastRequest(channels=["fax"], areas=["500228102000"], hazard="暴雨",
-                                                      colour="red", actor="x"))
+        await app.pipeline.broadcast(
+            BroadcastRequest(channels=["fax"], areas=["500228102000"], hazard="暴雨", colour="red", actor="x")
+        )
 
 
 async def test_group_broadcast_without_area(app: App) -> None:
-    result = await app.pipeline.broadcast(BroadcastRequest(
-        channels=["sms"], groups=["township_leaders"], text="请各镇街立即启动防汛Ⅳ级应急响应。", actor="hq"))
+    result = await app.pipeline.broadcast(
+        BroadcastRequest(
+            channels=["sms"],
+            groups=["township_leaders"],
+            text="请各镇街立即启动防汛Ⅳ级应急响应。",
+            actor="hq",
+        )
+    )
     rows = await deliveries(app, result.alert_id)
     assert {r["role"] for r in rows} == {"township_leader"}
 
