@@ -260,7 +260,24 @@ class _RenderError(Exception):
     pass
 
 
-class SmsHttpChannel(Channel):
+class HttpChannel(Channel):
+    """A channel that talks HTTP through one long-lived client session (opened in start, closed in close)."""
+
+    _session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers={"User-Agent": "warnd"}, connector=aiohttp.TCPConnector(limit=0)
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class SmsHttpChannel(HttpChannel):
     """Generic HTTP SMS gateway driven by a body template and response paths."""
 
     Settings: ClassVar[type[ChannelSettings]] = SmsHttpSettings
@@ -275,17 +292,6 @@ class SmsHttpChannel(Channel):
         self.clock: Clock = SystemClock()
         self._template = _template_environment().from_string(settings.body)
         self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                headers={"User-Agent": "warnd"}, connector=aiohttp.TCPConnector(limit=0)
-            )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     # ----------------------------------------------------------------------------------------------------
 

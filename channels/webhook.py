@@ -23,10 +23,11 @@ from typing import Any, ClassVar
 import aiohttp
 from pydantic import Field, field_validator
 
-from channels.base import Address, Channel, ChannelSettings, Outcome, OutgoingMessage, SendResult
+from channels.base import Address, ChannelSettings, Outcome, OutgoingMessage, SendResult
 from channels.sms_http import (
     ERROR_EXCERPT,
     RESPONSE_EXCERPT,
+    HttpChannel,
     decode_body,
     is_retryable_status,
     parse_retry_after,
@@ -90,7 +91,7 @@ def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
     return dict(value) if value else {}
 
 
-class WebhookChannel(Channel):
+class WebhookChannel(HttpChannel):
     """One signed JSON POST per message."""
 
     Settings: ClassVar[type[ChannelSettings]] = WebhookSettings
@@ -104,17 +105,6 @@ class WebhookChannel(Channel):
         self.settings: WebhookSettings = settings
         self.clock: Clock = SystemClock()
         self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                headers={"User-Agent": "warnd"}, connector=aiohttp.TCPConnector(limit=0)
-            )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     def payload(self, message: OutgoingMessage) -> bytes:
         """The exact body bytes sent for ``message``."""
