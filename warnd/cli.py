@@ -370,7 +370,7 @@ async def cmd_subscribers(config: Config, args: argparse.Namespace) -> int:
 
     app = _app(config, args)
     try:
-        await app.start(sync=False)
+        await app.start()
         if args.subscribers_command == "export":
             handle = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
             try:

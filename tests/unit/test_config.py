@@ -40,9 +40,13 @@ def only_error(config_dir: Path) -> ConfigError:
     return errors[0]
 
 
+# rule positions in the example rules.yaml (read once; the copies in config_dir start identical)
+_RULES = yaml.safe_load((ROOT / "config" / "rules.yaml").read_text(encoding="utf-8"))["rules"]
+RULE_INDEX = {rule["name"]: i for i, rule in enumerate(_RULES)}
+
+
 def rule_index(config_dir: Path, name: str) -> int:
-    rules = yaml.safe_load((config_dir / "rules.yaml").read_text(encoding="utf-8"))["rules"]
-    return next(i for i, rule in enumerate(rules) if rule["name"] == name)
+    return RULE_INDEX[name]
 
 
 def own_rule(data: dict[str, Any], index: int) -> dict[str, Any]:
