@@ -279,7 +279,9 @@ class Config(_Model):
         return adapter_class(settings["adapter"]).Settings.model_validate(settings)
 
     def catalogue(self) -> Catalogue:
-        return Catalogue.load({code: entry.model_dump() for code, entry in self.hazards.items()})
+        return Catalogue.load(
+            {code: entry.model_dump(exclude_unset=True) for code, entry in self.hazards.items()}
+        )
 
     def area_name(self, code: str) -> str | None:
         """The most specific configured name for an admin code (its own, else its township's, else county's)."""
@@ -414,11 +416,14 @@ def load_config(directory: str | Path, *, database: str | None = None) -> Config
                 continue
             raw[key] = value
             origin[key] = str(path)
+    csv_rows: dict[int, tuple[str, int]] = {}  # index in subscribers -> (csv file, line)
     for csv_path in sorted(root.glob("*.csv")):
         try:
             for line, row in read_subscriber_csv(csv_path):
                 try:
-                    raw.setdefault("subscribers", []).append(subscriber_from_csv(row).model_dump())
+                    subscriber = subscriber_from_csv(row).model_dump()
+                    csv_rows[len(raw.setdefault("subscribers", []))] = (str(csv_path), line)
+                    raw["subscribers"].append(subscriber)
                 except ValidationError as exc:
                     for err in exc.errors():
                         errors.append(
@@ -454,9 +459,9 @@ def load_config(directory: str | Path, *, database: str | None = None) -> Config
         except ValidationError:
             partial = None
         if partial is not None:
-            errors.extend(_cross_check(partial, origin, positions))
+            errors.extend(_cross_check(partial, _Where(origin, positions, csv_rows, raw)))
     if config is not None:
-        errors.extend(_cross_check(config, origin, positions))
+        errors.extend(_cross_check(config, _Where(origin, positions, csv_rows, raw)))
     if errors:
         raise ConfigInvalid(errors)
     assert config is not None
@@ -488,18 +493,40 @@ def _without_invalid_items(
     return cleaned, positions
 
 
-def _cross_check(
-    config: Config, origin: dict[str, str], positions: dict[str, list[int]]
-) -> list[ConfigError]:
-    """References between sections: channels, groups, roles, hazards, colours on each hazard's ladder.
-    ``positions`` maps list sections to the original index of each item (some may have been left out)."""
+@dataclass(frozen=True)
+class _Where:
+    """Where each checked item came from, so cross-check errors name the place the user wrote it."""
+
+    origin: dict[str, str]  # section -> file
+    positions: dict[str, list[int]]  # list section -> original index of each item kept after validation
+    csv_rows: dict[int, tuple[str, int]]  # subscribers index -> (csv file, line)
+    raw: dict[str, Any]  # names that exist, even if their settings failed validation, are not "unknown"
+
+    def names(self, section: str) -> set[str]:
+        value = self.raw.get(section)
+        return {str(k) for k in value} if isinstance(value, dict) else set()
+
+
+def _cross_check(config: Config, where: _Where) -> list[ConfigError]:
+    """References between sections: channels, groups, roles, hazards, colours on each hazard's ladder."""
     errors: list[ConfigError] = []
+    positions = where.positions
+    known_groups = set(config.groups) | where.names("groups")
+    known_channels = set(config.channels) | where.names("channels")
 
     def at(section: str, index: int) -> int:
         return positions[section][index] if section in positions else index
 
     def err(section: str, path: str, reason: str) -> None:
-        errors.append(ConfigError(origin.get(section, str(config.directory)), path, reason))
+        errors.append(ConfigError(where.origin.get(section, str(config.directory)), path, reason))
+
+    def person_err(section: str, index: int, tail: str, reason: str) -> None:
+        original = at(section, index)
+        if section == "subscribers" and original in where.csv_rows:
+            file, line = where.csv_rows[original]
+            errors.append(ConfigError(file, f"line {line}: {tail}", reason))
+        else:
+            err(section, f"{section}[{original}].{tail}", reason)
 
     for name, settings in config.channels.items():
         if not isinstance(settings, dict) or "adapter" not in settings:
@@ -518,7 +545,7 @@ def _cross_check(
                     e["msg"].removeprefix("Value error, "),
                 )
 
-    known_roles = set(config.roles)
+    known_roles = set(config.roles) | where.names("roles")
     for name, group in config.groups.items():
         for i, role in enumerate(group.roles):
             if role not in known_roles:
@@ -551,15 +578,15 @@ def _cross_check(
                     )
         for t, target in enumerate(rule.targets):
             for g, group_name in enumerate(target.groups):
-                if group_name not in config.groups:
+                if group_name not in known_groups:
                     err(
                         "rules",
                         f"rules[{at('rules', r)}].targets[{t}].groups[{g}]",
                         f"unknown group {group_name!r}",
                     )
             for c, channel in enumerate(target.channels):
-                if channel not in config.channels:
-                    known = ", ".join(sorted(config.channels)) or "none configured"
+                if channel not in known_channels:
+                    known = ", ".join(sorted(known_channels)) or "none configured"
                     err(
                         "rules",
                         f"rules[{at('rules', r)}].targets[{t}].channels[{c}]",
@@ -576,22 +603,15 @@ def _cross_check(
     ]
     for section, i, person in people:
         if person.role not in known_roles:
-            err(
-                section,
-                f"{section}[{at(section, i)}].role",
-                f"unknown role {person.role!r} (known: {', '.join(sorted(known_roles))})",
-            )
+            known = ", ".join(sorted(known_roles))
+            person_err(section, i, "role", f"unknown role {person.role!r} (known: {known})")
         for g, member_of in enumerate(person.groups):
-            if member_of not in config.groups:
-                err(section, f"{section}[{at(section, i)}].groups[{g}]", f"unknown group {member_of!r}")
+            if member_of not in known_groups:
+                person_err(section, i, f"groups[{g}]", f"unknown group {member_of!r}")
     seen: set[str] = set()
     for i, s in enumerate(config.subscribers):
         if s.phone and s.phone in seen:
-            err(
-                "subscribers",
-                f"subscribers[{at('subscribers', i)}].phone",
-                "duplicate phone number (one subscriber per number)",
-            )
+            person_err("subscribers", i, "phone", "duplicate phone number (one subscriber per number)")
         if s.phone:
             seen.add(s.phone)
     ids = [t.id for t in config.terminals]

@@ -6,6 +6,7 @@ The ladder is data: not every hazard has four colours, and provinces differ (``e
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -85,8 +86,7 @@ class Catalogue:
     @classmethod
     def load(cls, overrides: dict[str, dict[str, Any]] | None = None) -> Catalogue:
         """The built-in catalogue, with config entries (keyed by code) replacing or adding hazards."""
-        text = resources.files("warnd").joinpath("data/hazards.yaml").read_text(encoding="utf-8")
-        entries: dict[str, dict[str, Any]] = yaml.safe_load(text)
+        entries = {code: dict(entry) for code, entry in _built_in().items()}
         for code, entry in (overrides or {}).items():
             entries[code] = {**entries.get(code, {}), **entry}
         return cls(
@@ -125,6 +125,13 @@ class Catalogue:
                     if name in text:
                         return hazard
         return None
+
+
+@functools.cache
+def _built_in() -> dict[str, dict[str, Any]]:
+    text = resources.files("warnd").joinpath("data/hazards.yaml").read_text(encoding="utf-8")
+    entries: dict[str, dict[str, Any]] = yaml.safe_load(text)
+    return entries
 
 
 def _severity_colour(severity: str) -> str | None:
