@@ -638,16 +638,18 @@ def write_subscribers(path: Path, count: int, *, seed: int = 7) -> list[list[str
 
 
 def memberships(config_dir: Path) -> list[tuple[Any, ...]]:
-    """(phone key, name, comma-joined explicit groups) of every recipient."""
+    """(phone key, name, comma-joined explicit groups) of every imported recipient."""
     return query(
         config_dir,
         "SELECT key, name, groups FROM recipients r LEFT JOIN (SELECT recipient_id, group_concat(group_name) "
-        "AS groups FROM group_members GROUP BY recipient_id) g ON g.recipient_id = r.id ORDER BY key",
+        "AS groups FROM group_members GROUP BY recipient_id) g ON g.recipient_id = r.id "
+        "WHERE r.source = 'import' ORDER BY key",
     )
 
 
 def recipient_count(config_dir: Path) -> int:
-    return query(config_dir, "SELECT count(*) FROM recipients")[0][0]
+    """Imported subscribers (the config's own are synchronised by every command)."""
+    return query(config_dir, "SELECT count(*) FROM recipients WHERE source = 'import'")[0][0]
 
 
 @pytest.fixture(scope="module")
