@@ -329,3 +329,55 @@ async def test_file_channel_output(app: App) -> None:
     assert {r["address"] for r in records} == {t.id for t in app.config.terminals}
     assert all(r["repeat"] == 3 for r in records)
     assert {r["status"] for r in await deliveries(app, result.alert_id)} == {"sent"}
+
+
+async def test_template_with_recipient_fields_renders_per_recipient(
+    config_dir: Path, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Rendering is once per channel x language, unless a template uses recipient fields."""
+    import shutil
+
+    from conftest import ROOT
+
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    (templates / "zh-CN" / "duty.j2").write_text(
+        "{{ recipient.name }}同志：{{ hazard_name }}{{ alert.colour|colour_name }}预警，请立即到岗并回复收到。",
+        encoding="utf-8",
+    )
+    edit_yaml(config_dir / "warnd.yaml", lambda d: d.update(templates=str(templates)))
+
+    def add_channel(data: dict) -> None:
+        data["channels"]["duty_sms"] = {
+            "adapter": "file",
+            "address": "phone",
+            "template": "duty",
+            "style": "sms",
+            "signature": "梁平区防汛办",
+        }
+
+    def add_rule(data: dict) -> None:
+        data["rules"].append(
+            {
+                "name": "duty-call",
+                "hazards": ["暴雨"],
+                "colours": ["red"],
+                "level": 1,
+                "targets": [{"groups": ["duty_persons"], "channels": ["duty_sms"]}],
+            }
+        )
+
+    edit_yaml(config_dir / "channels.yaml", add_channel)
+    edit_yaml(config_dir / "rules.yaml", add_rule)
+    app = App(load_config(config_dir), clock=clock)
+    await app.start()
+    try:
+        [result] = await app.pipeline.ingest(cap_cn(), source="t")
+        duty = [r for r in await deliveries(app, result.alert_id) if r["channel"] == "duty_sms"]
+        assert len(duty) == 5
+        assert all(r["body"].startswith(f"【梁平区防汛办】{r['recipient']}同志：暴雨红色预警") for r in duty)
+        stats = (await app.store.get_alert(result.alert_id))["fanout_stats"]
+        # sms zh-CN + sms en + push + loudspeaker once each, duty_sms once per duty person
+        assert stats["messages_rendered"] == 4 + 5
+    finally:
+        await app.close()
