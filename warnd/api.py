@@ -19,14 +19,13 @@ from aiohttp import web
 
 from warnd import __version__
 from warnd.app import App
-from warnd.hazards import LEVEL_LABELS
+from warnd.hazards import COLOUR_LABELS, LEVEL_LABELS
 from warnd.logs import mask_phone
 from warnd.pipeline import BroadcastInvalid, BroadcastRequest, IngestResult
 
 log = logging.getLogger("warnd.api")
 APP_KEY: web.AppKey[App] = web.AppKey("warnd", App)
 PRINCIPAL: web.RequestKey[str] = web.RequestKey("principal", str)
-COLOUR_LABELS = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

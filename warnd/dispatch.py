@@ -20,6 +20,7 @@ from typing import Any
 from channels.base import Address, Channel, Outcome, OutgoingMessage, Recipient, SendResult
 from warnd.clock import Clock
 from warnd.config import DispatchSettings
+from warnd.hazards import COLOUR_RANK
 from warnd.store import Claimed, Store
 
 log = logging.getLogger("warnd.dispatch")
@@ -282,7 +283,7 @@ def _outgoing(item: Claimed, address: str) -> OutgoingMessage:
         push_tokens=tuple(r["push_tokens"] or ()),
         terminal_id=r["terminal_id"],
     )
-    colour_rank = {"red": 1, "orange": 2, "yellow": 3, "blue": 4}.get(a["colour"] or "", 4)
+    colour_rank = COLOUR_RANK.get(a["colour"] or "", 4)
     return OutgoingMessage(
         delivery_id=d["id"],
         idempotency_key=d["idempotency_key"],

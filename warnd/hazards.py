@@ -26,6 +26,8 @@ _COLOUR_WORDS = {
     "blue": ("blue", "蓝", "蓝色"),
 }
 _OASIS_SEVERITY = {"extreme": "red", "severe": "orange", "moderate": "yellow", "minor": "blue"}
+OASIS_SEVERITY = {colour: word.capitalize() for word, colour in _OASIS_SEVERITY.items()}  # red -> Extreme
+COLOUR_LABELS = {colour: words[2] for colour, words in _COLOUR_WORDS.items()}  # red -> 红色
 _LEVEL_WORDS = {
     1: ("1", "i", "Ⅰ", "一", "一级", "i级", "Ⅰ级"),
     2: ("2", "ii", "Ⅱ", "二", "二级", "ii级", "Ⅱ级"),

@@ -29,8 +29,8 @@ from warnd.cap import InvalidDocument, parse, parse_alert
 from warnd.cap.build import build_cap_xml
 from warnd.cap.model import Alert, ParsedAlert
 from warnd.clock import Clock
-from warnd.config import Config
-from warnd.hazards import COLOUR_RANK, Catalogue, Hazard
+from warnd.config import Config, admin_code
+from warnd.hazards import COLOUR_LABELS, COLOUR_RANK, OASIS_SEVERITY, Catalogue, Hazard, parse_colour
 from warnd.render import Renderer, style_for
 from warnd.rules import DRILL_STATUSES, SILENT_STATUSES, Facts, Plan, PlannedTarget, RuleEngine
 from warnd.store import AudienceQuery, Store
@@ -38,7 +38,6 @@ from warnd.store import AudienceQuery, Store
 log = logging.getLogger("warnd.pipeline")
 
 CAP_METHOD_FOR_STYLE = {"sms": ("SMS",), "spoken": ("SPEAKER", "BROADCAST"), "push": ("APP", "PUSH", "WEB")}
-_OASIS_SEVERITY = {"red": "Extreme", "orange": "Severe", "yellow": "Moderate", "blue": "Minor"}
 
 
 @dataclass
@@ -361,9 +360,7 @@ class Pipeline:
         now = self.clock.now()
         level = COLOUR_RANK[colour] if colour else None
         name = hazard.name if hazard else "紧急信息"
-        colour_word = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}.get(
-            colour or "", ""
-        )
+        colour_word = COLOUR_LABELS.get(colour or "", "")
         headline = request.headline or f"{self.config.organisation}发布{name}{colour_word}预警"
         areas = (
             [
@@ -389,7 +386,7 @@ class Pipeline:
             event=name,
             event_codes=[("GB/T 35561", hazard.code)] if hazard else [],
             urgency="Immediate",
-            severity=_OASIS_SEVERITY.get(colour or "", "Unknown"),
+            severity=OASIS_SEVERITY.get(colour or "", "Unknown"),
             certainty="Likely",
             sender_name=request.actor,
             headline=headline,
@@ -421,9 +418,6 @@ class Pipeline:
         )
 
     def _check_broadcast(self, request: BroadcastRequest) -> tuple[Hazard | None, str | None]:
-        from warnd.config import admin_code
-        from warnd.hazards import parse_colour
-
         problems = []
         if not request.channels:
             problems.append("channels: choose at least one channel")

@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from warnd.config import area_prefix
 from warnd.schema import (
     alerts,
     audit_log,
@@ -908,8 +909,6 @@ class Store:
         if filters.get("status"):
             query = query.where(d.c.status == filters["status"])
         if filters.get("area"):
-            from warnd.config import area_prefix
-
             query = query.where(_prefix_range(d.c.area_code, area_prefix(filters["area"])))
         if filters.get("since"):
             query = query.where(d.c.created_at >= filters["since"])
