@@ -131,7 +131,6 @@ recipients = Table(
     Column("active", Boolean, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_recipients_area", "area_code"),
-    Index("ix_recipients_role", "role"),
 )
 
 group_members = Table(

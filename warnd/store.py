@@ -173,26 +173,6 @@ class Store:
         transaction, so an exception raised while producing it (a bad CSV row) rolls everything back. With
         ``replace_source``, this source's recipients absent from ``chunks`` are deactivated (config sync).
         """
-        stmt = self._insert(recipients)
-        cols = (
-            "kind",
-            "name",
-            "phone",
-            "role",
-            "area_code",
-            "lat",
-            "lon",
-            "language",
-            "push_tokens",
-            "terminal_id",
-            "source",
-            "active",
-            "updated_at",
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[recipients.c.key], set_={c: stmt.excluded[c] for c in cols}
-        )
-        staged = text("INSERT INTO _import (key, groups) VALUES (:key, :groups)")
         imported = select(text("key")).select_from(text("_import"))
         count = 0
         group_names: set[str] = set()
@@ -204,49 +184,7 @@ class Store:
             )
             await conn.execute(text("DELETE FROM _import"))
             for chunk in chunks:
-                if self.is_sqlite:  # driver-level executemany of tuples: ~3x faster than Core with dicts
-                    stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-                    await conn.exec_driver_sql(
-                        _SQLITE_UPSERT_RECIPIENT,
-                        [
-                            (
-                                r["key"],
-                                r["kind"],
-                                r["name"],
-                                r["phone"],
-                                r["role"],
-                                r["area_code"],
-                                r["lat"],
-                                r["lon"],
-                                r["language"],
-                                json.dumps(r["push_tokens"]) if r["push_tokens"] else None,
-                                r["terminal_id"],
-                                source,
-                                stamp,
-                            )
-                            for r in chunk
-                        ],
-                    )
-                    await conn.exec_driver_sql(
-                        "INSERT INTO _import (key, groups) VALUES (?, ?)",
-                        [(r["key"], r["groups"]) for r in chunk],
-                    )
-                else:
-                    await conn.execute(
-                        stmt,
-                        [
-                            {
-                                **{k: v for k, v in row.items() if k != "groups"},
-                                "source": source,
-                                "active": True,
-                                "updated_at": now,
-                            }
-                            for row in chunk
-                        ],
-                    )
-                    await conn.execute(
-                        staged, [{"key": row["key"], "groups": row["groups"]} for row in chunk]
-                    )
+                await self._write_recipient_chunk(conn, chunk, source, now)
                 for row in chunk:
                     if row["groups"]:
                         group_names.update(row["groups"].split("|"))
@@ -280,6 +218,58 @@ class Store:
                 deactivated = result.rowcount or 0
             await conn.execute(text("DELETE FROM _import"))
         return {"upserted": count, "deactivated": deactivated}
+
+    async def _write_recipient_chunk(
+        self, conn: AsyncConnection, chunk: Sequence[Mapping[str, Any]], source: str, now: datetime
+    ) -> None:
+        """Upsert one chunk of recipients and stage their keys and groups in ``_import``."""
+        if self.is_sqlite:  # driver-level executemany of tuples: ~3x faster than Core with dicts
+            stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            await conn.exec_driver_sql(
+                _SQLITE_UPSERT_RECIPIENT,
+                [
+                    (
+                        r["key"],
+                        r["kind"],
+                        r["name"],
+                        r["phone"],
+                        r["role"],
+                        r["area_code"],
+                        r["lat"],
+                        r["lon"],
+                        r["language"],
+                        json.dumps(r["push_tokens"]) if r["push_tokens"] else None,
+                        r["terminal_id"],
+                        source,
+                        stamp,
+                    )
+                    for r in chunk
+                ],
+            )
+            await conn.exec_driver_sql(
+                "INSERT INTO _import (key, groups) VALUES (?, ?)", [(r["key"], r["groups"]) for r in chunk]
+            )
+            return
+        stmt = self._insert(recipients)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[recipients.c.key], set_={c: stmt.excluded[c] for c in _RECIPIENT_UPSERT_COLUMNS}
+        )
+        await conn.execute(
+            stmt,
+            [
+                {
+                    **{k: v for k, v in row.items() if k != "groups"},
+                    "source": source,
+                    "active": True,
+                    "updated_at": now,
+                }
+                for row in chunk
+            ],
+        )
+        await conn.execute(
+            text("INSERT INTO _import (key, groups) VALUES (:key, :groups)"),
+            [{"key": row["key"], "groups": row["groups"]} for row in chunk],
+        )
 
     async def export_recipients(self, kind: str = "person") -> AsyncIterator[dict[str, Any]]:
         """Active recipients of a kind with their groups, in id order, streamed."""
@@ -976,6 +966,21 @@ class Store:
             )
 
 
+_RECIPIENT_UPSERT_COLUMNS = (
+    "kind",
+    "name",
+    "phone",
+    "role",
+    "area_code",
+    "lat",
+    "lon",
+    "language",
+    "push_tokens",
+    "terminal_id",
+    "source",
+    "active",
+    "updated_at",
+)
 _SQLITE_UPSERT_RECIPIENT = (
     "INSERT INTO recipients (key, kind, name, phone, role, area_code, lat, lon, language, push_tokens, terminal_id, "
     "source, active, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (key) DO UPDATE SET "
