@@ -113,7 +113,12 @@ class Channel:
 
     def __init__(self, name: str, settings: ChannelSettings, *, data_dir: str):
         self.name = name
-        self.settings = settings
+        # the registry may hand the generic ChannelSettings; each adapter reads its own Settings model
+        self.settings = (
+            settings
+            if isinstance(settings, self.Settings)
+            else self.Settings.model_validate(settings.model_dump())
+        )
         self.data_dir = data_dir  # where file-writing adapters put their output
 
     async def start(self) -> None:

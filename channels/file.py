@@ -12,9 +12,9 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -49,28 +49,22 @@ class FileSettings(ChannelSettings):
     """How many messages one write may carry."""
 
 
-def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(value) if value else {}
-
-
 class FileChannel(Channel):
     """Append-only JSON Lines output, fsynced per batch."""
 
     Settings: ClassVar[type[ChannelSettings]] = FileSettings
+    settings: FileSettings
     max_batch = 500
 
     def __init__(self, name: str, settings: ChannelSettings, *, data_dir: str):
         super().__init__(name, settings, data_dir=data_dir)
-        if not isinstance(settings, FileSettings):
-            settings = FileSettings.model_validate(settings.model_dump())
-        self.settings: FileSettings = settings
-        self.address = settings.address
-        self.max_batch = settings.max_batch
+        self.address = self.settings.address
+        self.max_batch = self.settings.max_batch
         self.clock: Clock = SystemClock()
-        if settings.path is None:
+        if self.settings.path is None:
             path = Path(data_dir) / "outbox" / f"{name}.jsonl"
         else:
-            path = Path(settings.path).expanduser()
+            path = Path(self.settings.path).expanduser()
             if not path.is_absolute():
                 path = Path(data_dir) / path
         self.path: Path = path.absolute()
@@ -97,11 +91,11 @@ class FileChannel(Channel):
             },
             "title": message.title,
             "body": message.body,
-            "data": _plain(message.data),
+            "data": dict(message.data or {}),
             "segments": message.segments,
             "repeat": message.repeat,
             "priority": message.priority,
-            "alert": _plain(message.alert),
+            "alert": dict(message.alert or {}),
         }
         return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
 

@@ -27,7 +27,6 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 
@@ -36,7 +35,8 @@ from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import Field, field_validator, model_validator
 
-from channels.base import Address, Channel, ChannelSettings, Outcome, OutgoingMessage, SendResult
+from channels.base import Address, ChannelSettings, Outcome, OutgoingMessage, SendResult
+from channels.http import HttpChannel
 from warnd.clock import Clock, SystemClock
 from warnd.logs import mask_phone, mask_text
 
@@ -46,63 +46,6 @@ DEFAULT_BODY = (
     '{"signature": {{ signature|tojson }}, "content": {{ content|tojson }}, '
     '"messages": {{ messages|tojson }}}'
 )
-RESPONSE_EXCERPT = 500  # characters of the provider's answer kept in SendResult.response
-ERROR_EXCERPT = 200  # characters of the provider's answer quoted in SendResult.error
-
-
-# ----------------------------------------------------------------------------------------------------
-# Helpers shared by the HTTP adapters (webhook imports them)
-
-
-def parse_retry_after(value: str | None, *, now: float) -> float | None:
-    """``Retry-After`` as seconds from ``now`` (unix time): delta-seconds or an HTTP-date.
-
-    None if absent or unparseable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:  # pragma: no cover - older Pythons returned None
-            return None
-        return max(0.0, when.timestamp() - now)
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf
-        return None
-    return max(0.0, seconds)
-
-
-def is_retryable_status(status: int) -> bool:
-    """429 and 5xx are temporary; every other non-2xx status is permanent."""
-    return status == 429 or 500 <= status <= 599
-
-
-def transport_outcome(exc: BaseException) -> tuple[Outcome, str]:
-    """Map a client-side exception to an outcome and a short reason."""
-    if isinstance(exc, TimeoutError):
-        return Outcome.RETRY, "timeout waiting for the provider"
-    if isinstance(exc, aiohttp.InvalidURL):
-        return Outcome.FAILED, f"invalid URL: {exc}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return Outcome.RETRY, f"cannot connect: {exc.os_error.strerror or exc}"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return Outcome.RETRY, "server disconnected"
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        return Outcome.RETRY, f"{type(exc).__name__}: {exc}"
-    return Outcome.RETRY, f"{type(exc).__name__}: {exc}"
-
-
-def decode_body(raw: bytes, charset: str | None) -> str:
-    try:
-        return raw.decode(charset or "utf-8", errors="replace")
-    except LookupError:
-        return raw.decode("utf-8", errors="replace")
 
 
 def lookup_path(data: Any, path: str | None) -> Any:
@@ -260,37 +203,18 @@ class _RenderError(Exception):
     pass
 
 
-class HttpChannel(Channel):
-    """A channel that talks HTTP through one long-lived client session (opened in start, closed in close)."""
-
-    _session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                headers={"User-Agent": "warnd"}, connector=aiohttp.TCPConnector(limit=0)
-            )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
 class SmsHttpChannel(HttpChannel):
     """Generic HTTP SMS gateway driven by a body template and response paths."""
 
     Settings: ClassVar[type[ChannelSettings]] = SmsHttpSettings
+    settings: SmsHttpSettings
     address = Address.PHONE
 
     def __init__(self, name: str, settings: ChannelSettings, *, data_dir: str):
         super().__init__(name, settings, data_dir=data_dir)
-        if not isinstance(settings, SmsHttpSettings):
-            settings = SmsHttpSettings.model_validate(settings.model_dump())
-        self.settings: SmsHttpSettings = settings
-        self.max_batch = settings.max_recipients_per_request
+        self.max_batch = self.settings.max_recipients_per_request
         self.clock: Clock = SystemClock()
-        self._template = _template_environment().from_string(settings.body)
+        self._template = _template_environment().from_string(self.settings.body)
         self._session: aiohttp.ClientSession | None = None
 
     # ----------------------------------------------------------------------------------------------------
@@ -396,53 +320,15 @@ class SmsHttpChannel(HttpChannel):
         if query:
             url = f"{url}{'&' if '?' in url else '?'}{query}"
 
-        assert self._session is not None
-        try:
-            async with self._session.request(
-                self.settings.method,
-                url,
-                data=payload or None,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
-                allow_redirects=False,
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-                text = decode_body(raw, resp.charset)
-                retry_after_header = resp.headers.get("Retry-After")
-        except Exception as exc:  # provider trouble must become results, never an exception
-            outcome, reason = transport_outcome(exc)
-            log.warning("channel %s: request for %s: %s", self.name, self._who(messages), reason)
-            no_answer: dict[str, Any] = {"status": None, "body": ""}
-            return [SendResult(m.delivery_id, outcome, error=reason, response=no_answer) for m in messages]
-
-        response: dict[str, Any] = {"status": status, "body": text[:RESPONSE_EXCERPT]}
-        if not 200 <= status <= 299:
-            excerpt = " ".join(text[:ERROR_EXCERPT].split())
-            reason = f"HTTP {status}" + (f": {excerpt}" if excerpt else "")
-            if is_retryable_status(status):
-                retry_after = parse_retry_after(retry_after_header, now=self.clock.now().timestamp())
-                log.warning(
-                    "channel %s: %s for %s (retry after %s)",
-                    self.name,
-                    status,
-                    self._who(messages),
-                    retry_after,
-                )
-                return [
-                    SendResult(
-                        m.delivery_id, Outcome.RETRY, error=reason, retry_after=retry_after, response=response
-                    )
-                    for m in messages
-                ]
+        answer = await self.exchange(
+            self.settings.method, url, data=payload or None, headers=headers, seconds=self.settings.timeout
+        )
+        if answer.outcome is not None:
             log.warning(
-                "channel %s: %s for %s: %s", self.name, status, self._who(messages), mask_text(excerpt)
+                "channel %s: request for %s: %s", self.name, self._who(messages), mask_text(answer.error)
             )
-            return [
-                SendResult(m.delivery_id, Outcome.FAILED, error=reason, response=response) for m in messages
-            ]
-
-        return self._map_success(messages, text, response)
+            return [answer.result(m.delivery_id) for m in messages]
+        return self._map_success(messages, answer.text, answer.response)
 
     def _map_success(
         self, messages: Sequence[OutgoingMessage], text: str, response: dict[str, Any]

@@ -18,22 +18,14 @@ import hmac
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import aiohttp
 from pydantic import Field, field_validator
 
 from channels.base import Address, ChannelSettings, Outcome, OutgoingMessage, SendResult
-from channels.sms_http import (
-    ERROR_EXCERPT,
-    RESPONSE_EXCERPT,
-    HttpChannel,
-    decode_body,
-    is_retryable_status,
-    parse_retry_after,
-    scalar_text,
-    transport_outcome,
-)
+from channels.http import HttpChannel
+from channels.sms_http import scalar_text
 from warnd.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -87,22 +79,16 @@ class WebhookSettings(ChannelSettings):
         return value
 
 
-def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(value) if value else {}
-
-
 class WebhookChannel(HttpChannel):
     """One signed JSON POST per message."""
 
     Settings: ClassVar[type[ChannelSettings]] = WebhookSettings
+    settings: WebhookSettings
     address = Address.ANY
     max_batch = 1
 
     def __init__(self, name: str, settings: ChannelSettings, *, data_dir: str):
         super().__init__(name, settings, data_dir=data_dir)
-        if not isinstance(settings, WebhookSettings):
-            settings = WebhookSettings.model_validate(settings.model_dump())
-        self.settings: WebhookSettings = settings
         self.clock: Clock = SystemClock()
         self._session: aiohttp.ClientSession | None = None
 
@@ -122,11 +108,11 @@ class WebhookChannel(HttpChannel):
             },
             "title": message.title,
             "body": message.body,
-            "data": _plain(message.data),
+            "data": dict(message.data or {}),
             "segments": message.segments,
             "repeat": message.repeat,
             "priority": message.priority,
-            "alert": _plain(message.alert),
+            "alert": dict(message.alert or {}),
         }
         return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
 
@@ -149,49 +135,22 @@ class WebhookChannel(HttpChannel):
         headers["X-Warnd-Timestamp"] = timestamp
         headers["X-Warnd-Signature"] = sign(self.settings.secret, timestamp, body)
 
-        assert self._session is not None
+        answer = await self.exchange(
+            "POST", self.settings.url, data=body, headers=headers, seconds=self.settings.timeout
+        )
+        if answer.outcome is not None:
+            log.warning("channel %s: delivery %s: %s", self.name, message.delivery_id, answer.error)
+            return answer.result(message.delivery_id)
+        provider_id: str | None = None
         try:
-            async with self._session.post(
-                self.settings.url,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
-                allow_redirects=False,
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-                text = decode_body(raw, resp.charset)
-                retry_after_header = resp.headers.get("Retry-After")
-        except Exception as exc:  # provider trouble must become a result, never an exception
-            outcome, reason = transport_outcome(exc)
-            log.warning("channel %s: delivery %s: %s", self.name, message.delivery_id, reason)
-            return SendResult(
-                message.delivery_id, outcome, error=reason, response={"status": None, "body": ""}
-            )
-
-        response = {"status": status, "body": text[:RESPONSE_EXCERPT]}
-        if 200 <= status <= 299:
-            provider_id: str | None = None
-            try:
-                answer = json.loads(text) if text.strip() else None
-            except json.JSONDecodeError:
-                answer = None
-            if isinstance(answer, Mapping) and answer.get("id") is not None:
-                provider_id = scalar_text(answer["id"]) or None
-            return SendResult(
-                message.delivery_id, Outcome.ACCEPTED, provider_message_id=provider_id, response=response
-            )
-
-        excerpt = " ".join(text[:ERROR_EXCERPT].split())
-        reason = f"HTTP {status}" + (f": {excerpt}" if excerpt else "")
-        if is_retryable_status(status):
-            retry_after = parse_retry_after(retry_after_header, now=self.clock.now().timestamp())
-            log.warning("channel %s: delivery %s: HTTP %s, retry", self.name, message.delivery_id, status)
-            return SendResult(
-                message.delivery_id, Outcome.RETRY, error=reason, retry_after=retry_after, response=response
-            )
-        log.warning("channel %s: delivery %s: HTTP %s, failed", self.name, message.delivery_id, status)
-        return SendResult(message.delivery_id, Outcome.FAILED, error=reason, response=response)
+            parsed = json.loads(answer.text) if answer.text.strip() else None
+        except json.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, Mapping) and parsed.get("id") is not None:
+            provider_id = scalar_text(parsed["id"]) or None
+        return SendResult(
+            message.delivery_id, Outcome.ACCEPTED, provider_message_id=provider_id, response=answer.response
+        )
 
 
 Settings = WebhookSettings

@@ -15,12 +15,12 @@ import pytest
 from pydantic import ValidationError
 
 from channels.base import Address, Outcome, OutgoingMessage, Recipient
+from channels.http import parse_retry_after
 from channels.sms_http import (
     SmsHttpChannel,
     SmsHttpSettings,
     lookup_path,
     normalize_phone,
-    parse_retry_after,
 )
 from tests.support.gateway import FakeSmsGateway
 from warnd.clock import FakeClock

@@ -36,6 +36,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests.support.server import LocalServer
+
 
 @dataclass
 class RecordedRequest:
@@ -77,13 +79,11 @@ class _Scripted:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class FakeSmsGateway:
+class FakeSmsGateway(LocalServer):
     """A real HTTP SMS gateway double. See the module docstring."""
 
     def __init__(self, *, path: str = "/sms", host: str = "127.0.0.1") -> None:
-        self.path = path
-        self.host = host
-        self.port: int | None = None
+        super().__init__(path=path, host=host)
         self.requests: list[RecordedRequest] = []  # every raw request, in arrival order
         self.accepted_keys: dict[str, int] = {}  # idempotency key → times accepted (1)
         self.results_by_key: dict[str, dict[str, Any]] = {}  # the original per-number answer of each key
@@ -95,46 +95,10 @@ class FakeSmsGateway:
         self._scripted: list[_Scripted] = []
         self._batch_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._closing = asyncio.Event()
-
-    # -- lifecycle -------------------------------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("FakeSmsGateway is not started")
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return self.base_url + self.path
 
     @property
     def request_count(self) -> int:
         return len(self.requests)
-
-    async def start(self) -> FakeSmsGateway:
-        app = web.Application()
-        app.router.add_route("*", self.path, self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def close(self) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeSmsGateway:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # -- knobs -----------------------------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.server import LocalServer
+
 
 @dataclass
 class ReceivedRequest:
@@ -42,26 +44,16 @@ class _Answer:
     retry_after: str | None
 
 
-class WebhookReceiver:
+class WebhookReceiver(LocalServer):
     """Records JSON bodies and headers; answers 200 ``{"id": "wh-<n>"}`` unless told otherwise."""
 
     def __init__(self, *, path: str = "/hook", host: str = "127.0.0.1") -> None:
-        self.path = path
-        self.host = host
-        self.port: int | None = None
+        super().__init__(path=path, host=host)
         self.requests: list[ReceivedRequest] = []
         self.delay: float = 0.0
         self.default_status: int = 200
         self._answers: list[_Answer] = []
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._closing = asyncio.Event()
-
-    @property
-    def url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("WebhookReceiver is not started")
-        return f"http://{self.host}:{self.port}{self.path}"
 
     def respond_with(
         self, status: int, body: Any = None, *, retry_after: str | float | None = None, times: int = 1
@@ -70,28 +62,6 @@ class WebhookReceiver:
         non-2xx, ``{"id": "wh-<n>"}`` for 2xx)."""
         header = None if retry_after is None else str(retry_after)
         self._answers.extend([_Answer(status, body, header)] * times)
-
-    async def start(self) -> WebhookReceiver:
-        app = web.Application()
-        app.router.add_route("*", self.path, self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def close(self) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> WebhookReceiver:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
