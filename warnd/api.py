@@ -19,7 +19,9 @@ from aiohttp import web
 
 from warnd import __version__
 from warnd.app import App
+from warnd.feeds import feed_health
 from warnd.hazards import COLOUR_LABELS, LEVEL_LABELS
+from warnd.hydro.readings import parse_pushed
 from warnd.logs import mask_phone
 from warnd.pipeline import BroadcastInvalid, BroadcastRequest, IngestResult
 
@@ -198,6 +200,12 @@ async def post_alert(request: web.Request) -> web.Response:
 async def _single_result(app: App, result: IngestResult) -> web.Response:
     if result.outcome == "rejected":
         return _error(400, "; ".join(result.errors), errors=result.errors, quarantine_id=result.payload_id)
+    if result.outcome == "held":  # an Update/Cancel before its original: applied when that arrives
+        return _json(
+            {"held": True, "payload_id": result.payload_id, "warnings": result.warnings},
+            status=202,
+            tz=app.tz,
+        )
     assert result.alert_id is not None
     data = await _alert_response(app, result.alert_id)
     data["warnings"] = result.warnings
@@ -205,6 +213,41 @@ async def _single_result(app: App, result: IngestResult) -> web.Response:
         data["duplicate"] = True
         return _json(data, status=200, tz=app.tz)
     return _json(data, status=201 if data["fanout"] == "done" else 202, tz=app.tz)
+
+
+async def post_readings(request: web.Request) -> web.Response:
+    """Gauge readings pushed by a water-data system: a JSON list of {station, time, level, flow, rainfall}."""
+    app = request.app[APP_KEY]
+    body = await request.read()
+    source = f"http:{request[PRINCIPAL]}"
+    try:
+        readings = parse_pushed(json.loads(body))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and ReadingsError are ValueErrors
+        message = f"readings rejected: {exc}"
+        payload_id = await app.store.save_payload(
+            received_at=app.clock.now(),
+            source=f"readings:{source}",
+            content_type=request.content_type,
+            body=body,
+            outcome="rejected",
+            errors=[message],
+        )
+        return _error(400, message, quarantine_id=payload_id)
+    summary = await app.hydro.ingest(readings, source=source)
+    await app.store.audit(
+        app.clock.now(),
+        request[PRINCIPAL],
+        "readings.post",
+        target=",".join(sorted({r.station for r in readings}))[:500] or None,
+        detail={k: summary[k] for k in ("received", "new", "unknown_gauges")},
+        remote=request.remote,
+    )
+    return _json(summary, tz=app.tz)
+
+
+async def hydrology(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    return _json(await app.hydro.status(), tz=app.tz)
 
 
 async def list_alerts(request: web.Request) -> web.Response:
@@ -321,26 +364,38 @@ async def quarantine(request: web.Request) -> web.Response:
     return _json({"quarantine": rows}, tz=app.tz)
 
 
-async def feeds(request: web.Request) -> web.Response:
-    app = request.app[APP_KEY]
+async def _feed_health(app: App) -> list[dict[str, Any]]:
     states = {s["name"]: s for s in await app.store.all_feed_states()}
     now = app.clock.now()
-    out = []
-    for feed in app.config.feeds:
-        state = states.get(feed.name, {})
-        last = state.get("last_success")
-        stale = last is None or (now - last).total_seconds() > 3 * feed.interval
-        out.append({"name": feed.name, "url": feed.url, "interval_s": feed.interval, "stale": stale, **state})
-    return _json({"feeds": out}, tz=app.tz)
+    return [feed_health(f, states.get(f.name), now, app.started_at) for f in app.config.feeds]
+
+
+async def feeds(request: web.Request) -> web.Response:
+    """Per configured feed: state (ok / failing / stale / never polled / disabled), last success and error,
+    failures in a row, items, latency, the backoff and next try; ``status`` is "degraded" if any is stale."""
+    app = request.app[APP_KEY]
+    out = await _feed_health(app)
+    stale = [f["name"] for f in out if f["stale"]]
+    return _json({"status": "degraded" if stale else "ok", "stale": stale, "feeds": out}, tz=app.tz)
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: 503 only when the database is unreachable. A stale feed makes the status "degraded" (still
+    200 — restarting warnd does not bring a publisher back) and is named under ``feeds.stale``."""
     app = request.app[APP_KEY]
     try:
         await app.store.recipient_count()
+        stale = [f["name"] for f in await _feed_health(app) if f["stale"]]
     except Exception as exc:
         return _json({"status": "error", "database": str(exc)}, status=503)
-    return _json({"status": "ok", "version": __version__, "channels": sorted(app.channels)})
+    return _json(
+        {
+            "status": "degraded" if stale else "ok",
+            "version": __version__,
+            "channels": sorted(app.channels),
+            "feeds": {"stale": stale},
+        }
+    )
 
 
 def make_web_app(app: App) -> web.Application:
@@ -356,4 +411,6 @@ def make_web_app(app: App) -> web.Application:
     web_app.router.add_post("/api/v1/broadcasts", post_broadcast)
     web_app.router.add_get("/api/v1/quarantine", quarantine)
     web_app.router.add_get("/api/v1/feeds", feeds)
+    web_app.router.add_post("/api/v1/readings", post_readings)
+    web_app.router.add_get("/api/v1/hydrology", hydrology)
     return web_app

@@ -11,6 +11,7 @@ from channels.base import Channel
 from warnd.clock import Clock, SystemClock
 from warnd.config import Config, Subscriber, Terminal
 from warnd.dispatch import Dispatcher
+from warnd.hydro.service import HydroService
 from warnd.pipeline import Pipeline
 from warnd.render import Renderer
 from warnd.store import Store
@@ -56,6 +57,7 @@ class App:
         self.config = config
         self.tz = ZoneInfo(config.timezone)  # how times are shown to people (API, CLI)
         self.clock: Clock = clock or SystemClock()
+        self.started_at = self.clock.now()  # feeds never polled since are stale only after their stale_after
         self.store = Store.open(database or config.database_url)
         self.renderer = Renderer(config.templates, default_language=config.language, timezone=config.timezone)
         self.channels: dict[str, Channel] = {
@@ -74,6 +76,7 @@ class App:
             clock=self.clock,
             wake=self.dispatcher.wake,
         )
+        self.hydro = HydroService(config=config, store=self.store, pipeline=self.pipeline, clock=self.clock)
         self._channels_started = False
 
     async def start(self, *, migrate: bool = True, sync: bool = True, channels: bool = False) -> None:

@@ -205,6 +205,9 @@ async def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
                     for error in result.errors:
                         print(f"  {error}", file=sys.stderr)
                     continue
+                if result.outcome == "held":
+                    print(f"{path}: held (payload #{result.payload_id}): waiting for the alert it references")
+                    continue
                 alert = await app.store.get_alert(result.alert_id)
                 counts = (await app.store.delivery_counts([result.alert_id])).get(result.alert_id, {})
                 assert alert is not None

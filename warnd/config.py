@@ -11,6 +11,7 @@ A config directory holds YAML files, each optional, each owning some top-level k
 ``subscribers.yaml`` ``subscribers`` (people) and ``terminals`` (loudspeakers); ``*.csv`` beside it too
 ``feeds.yaml``    ``feeds``: ATOM/RSS/CAP URLs polled on a schedule
 ``hazards.yaml``  ``hazards``: additions/overrides to the built-in hazard catalogue
+``hydrology.yaml`` ``hydrology``: river gauges (thresholds) and flash-flood danger zones (rain thresholds)
 ================  =====================================================================
 
 Secrets never live in these files: write ``${WARND_SMS_TOKEN}`` (or ``${VAR:-default}``) and the value comes
@@ -22,13 +23,21 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from channels import adapter_class
 from channels.base import ChannelSettings
@@ -45,6 +54,7 @@ FILES = {
         "templates",
         "api",
         "dispatch",
+        "lifecycle",
         "roles",
     ),
     "areas.yaml": ("areas",),
@@ -53,6 +63,7 @@ FILES = {
     "rules.yaml": ("rules",),
     "subscribers.yaml": ("subscribers", "terminals"),
     "feeds.yaml": ("feeds",),
+    "hydrology.yaml": ("hydrology",),
     "hazards.yaml": ("hazards",),
 }
 SUBSCRIBER_CSV_COLUMNS = ("name", "phone", "role", "area_code", "lat", "lon", "language", "groups")
@@ -145,6 +156,11 @@ class DispatchSettings(_Model):
     shutdown_grace: Duration = 20.0  # how long SIGTERM waits for in-flight sends
 
 
+class LifecycleSettings(_Model):
+    # an Update/Cancel whose original has not arrived waits this long for it, then is treated as new
+    hold_for: Duration = Field(300.0, ge=0)
+
+
 class Target(_Model):
     groups: list[str] = Field(min_length=1)
     channels: list[str] = Field(min_length=1)
@@ -162,7 +178,8 @@ class Rule(_Model):
     areas: list[str] = []  # admin codes or prefixes; empty = anywhere
     level: Level
     targets: list[Target] = Field(min_length=1)
-    inhibit: bool = True  # a higher-level active warning of the same hazard suppresses this one
+    inhibit: bool = True  # an active same-or-higher warning of the same hazard family suppresses this one
+    notify_on_expiry: bool = False  # when the alert expires, everyone who received it gets a 解除 note
     enabled: bool = True
 
     @field_validator("statuses")
@@ -220,20 +237,117 @@ class Terminal(_Model):
     groups: list[str] = []
 
 
+class Station(_Model):
+    """A river gauge with its SL 758-2018 thresholds (see warnd/hydro/ladder.py)."""
+
+    name: str  # 龙溪河梁平站
+    river: str | None = None
+    source_ids: list[str] = []  # other ids the gauge data uses for it (a 测站编码 stcd, "USGS:01646500")
+    warning: float  # 警戒水位, m
+    guaranteed: float  # 保证水位, m
+    historical_max: float  # 历史最高水位, m
+    approaching: float = Field(0.5, ge=0)  # blue band below the warning stage, m
+    hysteresis: float = Field(0.1, ge=0)  # m below a threshold before a reading counts as below it
+    downgrade_after: Duration = 1800.0
+    lift_after: Duration = 3600.0
+    expected_every: Duration = 900.0  # readings normally arrive this often; a gap over 3x is flagged
+    areas: list[AdminCode] = Field(min_length=1)  # the villages along the river that its warnings go to
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Station:
+        if not self.warning < self.guaranteed < self.historical_max:
+            raise ValueError(
+                f"thresholds must rise: warning {self.warning} < guaranteed {self.guaranteed} "
+                f"< historical_max {self.historical_max}"
+            )
+        return self
+
+
+class RainThreshold(_Model):
+    prepare: float = Field(gt=0)  # 准备转移, mm in the window
+    evacuate: float = Field(gt=0)  # 立即转移, mm in the window
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RainThreshold:
+        if not self.prepare < self.evacuate:
+            raise ValueError(f"prepare ({self.prepare} mm) must be below evacuate ({self.evacuate} mm)")
+        return self
+
+
+class DangerZone(_Model):
+    """A flash-flood danger zone (山洪危险区) with its rainfall thresholds (see warnd/hydro/rainfall.py)."""
+
+    name: str  # 万年村三组山洪危险区
+    area_code: AdminCode  # the village it lies in
+    rain_gauge: str  # the rain gauge's id in the readings
+    households: int = Field(0, ge=0)
+    population: int = Field(0, ge=0)
+    duty_person: str | None = None  # a subscriber's name: the zone's 山洪预警员 / 责任人
+    polygon: list[tuple[float, float]] = []  # (lat, lon) vertices; people with coordinates must be inside
+    thresholds: dict[str, RainThreshold] = Field(min_length=1)  # window ("1h", "3h", "6h") → thresholds
+    prepare_colour: Colour = "orange"
+    evacuate_colour: Colour = "red"
+    lift_after: Duration = 3 * 3600.0
+
+    @field_validator("thresholds")
+    @classmethod
+    def _windows(cls, value: dict[str, RainThreshold]) -> dict[str, RainThreshold]:
+        for window in value:
+            if parse_duration(window) <= 0:
+                raise ValueError(f"window {window!r} must be a positive duration such as 1h")
+        return value
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if value and len(value) < 3:
+            raise ValueError("a polygon needs at least 3 (lat, lon) vertices")
+        for lat, lon in value:
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                raise ValueError(f"({lat}, {lon}) is not a (lat, lon) pair")
+        return value
+
+
+class Hydrology(_Model):
+    sender: str = Field("warnd.hydro", pattern=r"^[^\s,<&]+$")  # CAP sender of generated warnings
+    sender_name: str | None = None  # shown as the issuer; default: the organisation
+    alert_ttl: Duration = 48 * 3600.0  # expires of generated warnings (each change issues a fresh revision)
+    stations: dict[str, Station] = {}
+    danger_zones: dict[str, DangerZone] = {}
+
+
 class Feed(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     url: str
+    kind: Literal["cap", "readings"] = "cap"  # CAP / ATOM / RSS alerts, or gauge readings (docs/hydrology.md)
     interval: Duration = 60.0
     timeout: Duration = 20.0
     headers: dict[str, str] = {}
     enabled: bool = True
     max_bytes: int = 5_000_000
+    # no successful poll for this long → the feed is stale (an operator alarm); default 3 × interval
+    stale_after: Duration | None = None
+
+    @model_validator(mode="after")
+    def _stale_after(self) -> Feed:
+        if self.stale_after is None:
+            object.__setattr__(self, "stale_after", 3 * self.interval)  # frozen model: filled in once
+        elif self.stale_after < self.interval:
+            raise ValueError(
+                f"stale_after ({self.stale_after:g}s) must be at least interval ({self.interval:g}s)"
+            )
+        return self
+
+    @property
+    def stale_seconds(self) -> float:
+        return self.stale_after if self.stale_after is not None else 3 * self.interval
 
 
 class HazardEntry(_Model):
     name: str
     colours: list[Colour] = ["blue", "yellow", "orange", "red"]
     aliases: list[str] = []
+    family: str | None = None  # e.g. rain-flood: one event per recipient with the family's other hazards
 
 
 DEFAULT_ROLES = {
@@ -260,6 +374,7 @@ class Config(_Model):
     templates: Path
     api: ApiSettings = ApiSettings()
     dispatch: DispatchSettings = DispatchSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
     roles: dict[str, str] = DEFAULT_ROLES
     areas: dict[str, str] = {}
     channels: dict[str, dict[str, Any]] = {}
@@ -269,6 +384,7 @@ class Config(_Model):
     terminals: list[Terminal] = []
     feeds: list[Feed] = []
     hazards: dict[str, HazardEntry] = {}
+    hydrology: Hydrology = Hydrology()
 
     @property
     def database_url(self) -> str:
@@ -621,4 +737,28 @@ def _cross_check(config: Config, where: _Where) -> list[ConfigError]:
     for code in config.areas:
         if not _ADMIN_CODE.match(str(code)):
             err("areas", f"areas.{code}", "admin code must be 12 digits")
+    _check_hydrology(config, err)
     return errors
+
+
+def _check_hydrology(config: Config, err: Callable[[str, str, str], None]) -> None:
+    """Zone duty persons are subscribers; a gauge id belongs to one station; hydrology needs flood rules."""
+    hydro = config.hydrology
+    names = {s.name for s in config.subscribers}
+    for key, zone in hydro.danger_zones.items():
+        if zone.duty_person and zone.duty_person not in names:
+            err(
+                "hydrology",
+                f"hydrology.danger_zones.{key}.duty_person",
+                f"no subscriber named {zone.duty_person!r}",
+            )
+    owner: dict[str, str] = {}
+    for key, station in hydro.stations.items():
+        for gauge_id in (key, *station.source_ids):
+            if gauge_id in owner and owner[gauge_id] != key:
+                err(
+                    "hydrology",
+                    f"hydrology.stations.{key}.source_ids",
+                    f"gauge id {gauge_id!r} already belongs to station {owner[gauge_id]!r}",
+                )
+            owner[gauge_id] = key

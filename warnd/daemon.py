@@ -68,7 +68,10 @@ async def _serve(app: App, host: str, port: int) -> None:
     if not any(t.token for t in app.config.api.tokens):
         log.warning("no API token configured: the API is open to anyone who can reach %s:%d", host, port)
 
-    poller = FeedPoller(store=app.store, pipeline=app.pipeline, clock=app.clock)
+    # each poll also checks the feed's health: one WARNING when it goes stale, one INFO when it recovers
+    poller = FeedPoller(
+        store=app.store, pipeline=app.pipeline, clock=app.clock, started_at=app.started_at, hydro=app.hydro
+    )
     scheduler = AsyncIOScheduler(timezone=UTC)
     for feed in app.config.feeds:
         if feed.enabled:
@@ -84,12 +87,21 @@ async def _serve(app: App, host: str, port: int) -> None:
             )
 
     async def sweep_expired() -> None:
-        expired = await app.store.expire_alerts(app.clock.now())
+        expired = await app.pipeline.expire()  # and 解除 notes for rules with notify_on_expiry
         if expired:
             log.info("alert(s) %s expired", ", ".join(map(str, expired)))
 
     scheduler.add_job(
         sweep_expired, "interval", seconds=EXPIRY_SWEEP_SECONDS, id="expire", max_instances=1, coalesce=True
+    )
+
+    async def sweep_held() -> None:  # Updates/Cancels whose original never came: treated as new
+        released = await app.pipeline.release_held()
+        if released:
+            log.info("released %d held Update/Cancel message(s) as new warnings", len(released))
+
+    scheduler.add_job(
+        sweep_held, "interval", seconds=EXPIRY_SWEEP_SECONDS, id="held", max_instances=1, coalesce=True
     )
 
     runner = web.AppRunner(make_web_app(app), access_log=None)

@@ -4,12 +4,22 @@ Each poll sends If-None-Match / If-Modified-Since from the last answer; a 304 co
 embedded alerts go straight to ingest; a thin feed's entries are fetched once each (the entry key is claimed in
 the database, so several nodes never fetch the same one twice). Failures back off exponentially, and the
 feed's health (last success, last error, items, latency) is kept for the API and logs.
+
+Health (:func:`feed_health`, shown by ``GET /api/v1/feeds`` and summarised by ``/healthz``) is computed from the
+stored state and the clock, so every process answers the same: ``state`` is ``ok`` / ``failing`` (the last poll
+failed; ``next_try`` is when the backoff ends) / ``stale`` / ``never polled`` / ``disabled``. A feed is *stale*
+when it has had no successful poll for ``stale_after`` (default 3 × ``interval``) — counted from its last
+success, or from the start of this process if that is later (a restart does not blame the publisher for the
+time warnd was down). The poller logs one WARNING when a feed becomes stale and one INFO when it recovers, and
+writes ``feed.stale`` / ``feed.recovered`` to the audit log (actor ``warnd``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -18,20 +28,89 @@ from multidict import CIMultiDict
 from warnd.cap import InvalidDocument, parse
 from warnd.clock import Clock
 from warnd.config import Feed
+from warnd.hydro.readings import ReadingsError, parse_readings
+from warnd.hydro.service import HydroService
 from warnd.pipeline import Pipeline
 from warnd.store import Store
 
 log = logging.getLogger("warnd.feeds")
 USER_AGENT = "warnd/0.1 (+early-warning dissemination)"
+MAX_BACKOFF = 3600.0
+
+
+def backoff_delay(feed: Feed, failures: int) -> float:
+    """Seconds to wait after ``failures`` failed polls in a row: 2, 4, 8 … × interval, at most an hour."""
+    return min(MAX_BACKOFF, feed.interval * (2 ** min(failures, 10)))
+
+
+def feed_health(
+    feed: Feed, state: Mapping[str, Any] | None, now: datetime, started_at: datetime
+) -> dict[str, Any]:
+    """What ``GET /api/v1/feeds`` shows for one feed (see the module docstring for the states)."""
+    state = state or {}
+    last_success: datetime | None = state.get("last_success")
+    last_poll: datetime | None = state.get("last_poll")
+    last_error_at: datetime | None = state.get("last_error_at")
+    failures = state.get("consecutive_failures") or 0
+    since = max(last_success, started_at) if last_success else started_at
+    stale = feed.enabled and (now - since).total_seconds() > feed.stale_seconds
+    backoff = backoff_delay(feed, failures) if failures else None
+    next_try: datetime | None = None
+    if feed.enabled:
+        if backoff is not None and last_error_at is not None:
+            next_try = last_error_at + timedelta(seconds=backoff)
+        elif last_poll is not None:
+            next_try = last_poll + timedelta(seconds=feed.interval)
+    if not feed.enabled:
+        label = "disabled"
+    elif stale:
+        label = "stale"
+    elif failures:
+        label = "failing"
+    elif last_poll is None:
+        label = "never polled"
+    else:
+        label = "ok"
+    return {
+        **{k: v for k, v in state.items() if k not in ("name", "url")},
+        "name": feed.name,
+        "url": feed.url,
+        "enabled": feed.enabled,
+        "interval_s": feed.interval,
+        "stale_after_s": feed.stale_seconds,
+        "state": label,
+        "stale": stale,
+        "stale_since": (since + timedelta(seconds=feed.stale_seconds)) if stale else None,
+        "last_poll": last_poll,
+        "last_success": last_success,
+        "last_error": state.get("last_error"),
+        "last_error_at": last_error_at,
+        "consecutive_failures": failures,
+        "items": state.get("items") or 0,
+        "latency_ms": state.get("latency_ms"),
+        "backoff_s": backoff,
+        "next_try": next_try,
+    }
 
 
 class FeedPoller:
-    def __init__(self, *, store: Store, pipeline: Pipeline, clock: Clock):
+    def __init__(
+        self,
+        *,
+        store: Store,
+        pipeline: Pipeline,
+        clock: Clock,
+        started_at: datetime | None = None,
+        hydro: HydroService | None = None,
+    ):
         self.store = store
         self.pipeline = pipeline
+        self.hydro = hydro  # takes the readings of ``kind: readings`` feeds (gauges)
         self.clock = clock
+        self.started_at = started_at or clock.now()
         self._session: aiohttp.ClientSession | None = None
         self._skip_until: dict[str, float] = {}
+        self._stale: set[str] = set()  # feeds whose stale alarm has been raised (logged once)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -62,7 +141,45 @@ class FeedPoller:
         """One poll of one feed. Never raises: errors are recorded in the feed's state."""
         now = self.clock.now()
         if self._skip_until.get(feed.name, 0) > now.timestamp():
+            await self.check_health([feed])
             return {"skipped": True}
+        summary = await self._poll(feed, now)
+        await self.check_health([feed])
+        return summary
+
+    async def check_health(self, feeds: Iterable[Feed]) -> list[dict[str, Any]]:
+        """Each feed's health; a feed that has just become stale, or just recovered, is logged and audited once."""
+        now = self.clock.now()
+        out = []
+        for feed in feeds:
+            health = feed_health(feed, await self.store.feed_state(feed.name), now, self.started_at)
+            out.append(health)
+            if health["stale"] and feed.name not in self._stale:
+                self._stale.add(feed.name)
+                log.warning(
+                    "feed %s is stale: no successful poll for %.0fs (stale_after %.0fs); last error: %s",
+                    feed.name,
+                    (now - max(health["last_success"] or self.started_at, self.started_at)).total_seconds(),
+                    feed.stale_seconds,
+                    health["last_error"] or "none",
+                )
+                await self._audit(now, "feed.stale", health)
+            elif not health["stale"] and feed.name in self._stale:
+                self._stale.discard(feed.name)
+                log.info("feed %s recovered: polled successfully at %s", feed.name, health["last_success"])
+                await self._audit(now, "feed.recovered", health)
+        return out
+
+    async def _audit(self, now: datetime, action: str, health: Mapping[str, Any]) -> None:
+        detail = {
+            k: v.isoformat() if isinstance(v, datetime) else v
+            for k, v in health.items()
+            if k
+            in ("url", "last_success", "last_error", "last_error_at", "consecutive_failures", "stale_after_s")
+        }
+        await self.store.audit(now, "warnd", action, target=health["name"], detail=detail)
+
+    async def _poll(self, feed: Feed, now: datetime) -> dict[str, Any]:
         state = await self.store.feed_state(feed.name) or {}
         conditional = {}
         if state.get("etag"):
@@ -91,7 +208,7 @@ class FeedPoller:
             summary["status"] = status
         except Exception as exc:  # network, size, parse: recorded, retried with backoff
             failures = (state.get("consecutive_failures") or 0) + 1
-            delay = min(3600.0, feed.interval * (2 ** min(failures, 10)))
+            delay = backoff_delay(feed, failures)
             self._skip_until[feed.name] = now.timestamp() + delay
             error = f"{type(exc).__name__}: {exc}"
             log.warning(
@@ -108,10 +225,36 @@ class FeedPoller:
             summary["error"] = error
         return summary
 
+    async def _ingest_readings(
+        self, feed: Feed, body: bytes, content_type: str | None, summary: dict[str, Any]
+    ) -> None:
+        """A gauge feed: readings to the hydrology service; a body that does not parse is quarantined."""
+        if self.hydro is None:
+            raise ValueError("gauge readings feed, but no hydrology service is running")
+        source = f"feed:{feed.name}"
+        try:
+            readings = parse_readings(body, content_type)
+        except ReadingsError as exc:
+            await self.store.save_payload(
+                received_at=self.clock.now(),
+                source=source,
+                content_type=content_type,
+                body=body,
+                outcome="rejected",
+                errors=[str(exc)],
+            )
+            raise ValueError(f"readings rejected: {exc}") from exc
+        result = await self.hydro.ingest(readings, source=source)
+        summary["created"] += result["new"]
+        summary["warnings"] = result["warnings"]
+
     async def _ingest_feed(
         self, feed: Feed, body: bytes, content_type: str | None, summary: dict[str, Any]
     ) -> None:
         source = f"feed:{feed.name}"
+        if feed.kind == "readings":
+            await self._ingest_readings(feed, body, content_type, summary)
+            return
         try:
             parsed = parse(body, max_bytes=feed.max_bytes)
         except InvalidDocument as exc:  # kept in quarantine, and the feed counts as failing

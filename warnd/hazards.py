@@ -64,6 +64,11 @@ class Hazard:
     name: str
     colours: tuple[str, ...]
     aliases: tuple[str, ...] = ()
+    family: str = ""  # hazards of one family are one event per recipient (inhibition); "" = its own code
+
+    @property
+    def family_name(self) -> str:
+        return self.family or self.code
 
 
 @dataclass(frozen=True)
@@ -98,10 +103,20 @@ class Catalogue:
                     name=str(e["name"]),
                     colours=tuple(parse_colour(c) for c in e.get("colours", COLOURS)),
                     aliases=tuple(str(a) for a in e.get("aliases", ())),
+                    family=str(e.get("family") or code),
                 )
                 for code, e in entries.items()
             }
         )
+
+    def family_codes(self, code: str) -> tuple[str, ...]:
+        """The codes of every hazard in ``code``'s family (itself included), sorted; just ``code`` when the
+        catalogue does not know it."""
+        hazard = self.hazards.get(code)
+        if hazard is None:
+            return (code,)
+        family = hazard.family_name
+        return tuple(sorted(c for c, h in self.hazards.items() if h.family_name == family))
 
     def find(self, word: str) -> Hazard | None:
         """A hazard by code, name or alias (case-insensitive)."""

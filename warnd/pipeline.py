@@ -3,8 +3,9 @@
     ingest ──► lifecycle ──► match ──► audience ──► render ──► outbox ──► (dispatcher)
     parse,     link Update/  graded    groups ∩     once per   one row per
     validate,  Cancel to     response  area, in     channel ×  recipient ×
-    dedupe,    the alert     rules     chunks       language   channel
-    quarantine they update
+    dedupe,    the alert     rules     chunks       language × channel
+    quarantine they update;                         action
+               hold early ones
 
 Each stage is a method below, called in that order. Everything is persisted before anything is sent: the alert
 (with its raw payload) first, then deliveries chunk by chunk; an interrupted fan-out is finished at the next
@@ -27,7 +28,7 @@ from channels.base import Address
 from warnd.audience import AlertArea
 from warnd.cap import InvalidDocument, parse, parse_alert
 from warnd.cap.build import build_cap_xml
-from warnd.cap.model import Alert, ParsedAlert
+from warnd.cap.model import Alert, ParsedAlert, Reference
 from warnd.clock import Clock
 from warnd.config import Config, admin_code
 from warnd.hazards import COLOUR_LABELS, COLOUR_RANK, OASIS_SEVERITY, Catalogue, Hazard, parse_colour
@@ -40,9 +41,12 @@ log = logging.getLogger("warnd.pipeline")
 CAP_METHOD_FOR_STYLE = {"sms": ("SMS",), "spoken": ("SPEAKER", "BROADCAST"), "push": ("APP", "PUSH", "WEB")}
 
 
+EXPIRY_SOURCE = "warnd:expiry"  # source of the 解除 notes the expiry sweep issues (rule notify_on_expiry)
+
+
 @dataclass
 class IngestResult:
-    outcome: str  # created | duplicate | rejected
+    outcome: str  # created | duplicate | rejected | held (an Update/Cancel waiting for its original)
     alert_id: int | None = None
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -138,14 +142,27 @@ class Pipeline:
         return results
 
     async def accept(
-        self, item: ParsedAlert, *, source: str, content_type: str | None = None, plan: Plan | None = None
+        self,
+        item: ParsedAlert,
+        *,
+        source: str,
+        content_type: str | None = None,
+        plan: Plan | None = None,
+        hold: bool = True,
     ) -> IngestResult:
         alert = item.alert
         existing = await self.store.find_alert(alert.sender, alert.identifier, alert.sent)
         if existing:
             return IngestResult("duplicate", alert_id=existing["id"])
         warnings = [str(w) for w in alert.warnings]
-        previous = await self._lifecycle(alert, warnings)
+        previous = await self._lifecycle(alert)
+        if previous is None and alert.msg_type in ("Update", "Cancel"):
+            if hold and alert.references and self.config.lifecycle.hold_for > 0:
+                return await self._hold(item, source=source, content_type=content_type, warnings=warnings)
+            warnings.append(
+                f"alert/references: none of the referenced alerts is known here; {alert.msg_type} "
+                "treated as a new warning"
+            )
         facts = self._facts(alert, previous)
         if plan is None:
             plan = self._match(alert, facts, previous)
@@ -176,11 +193,12 @@ class Pipeline:
         )
         if values["fanout"] == "pending":
             await self.fanout(alert_id)
+        await self._apply_held(alert)
         return IngestResult("created", alert_id=alert_id, warnings=warnings)
 
     # --- stage 2: lifecycle ---------------------------------------------------------------------------------------
 
-    async def _lifecycle(self, alert: Alert, warnings: list[str]) -> dict[str, Any] | None:
+    async def _lifecycle(self, alert: Alert) -> dict[str, Any] | None:
         """The latest revision of the chain an Update/Cancel refers to, if we have it."""
         if alert.msg_type not in ("Update", "Cancel"):
             return None
@@ -188,11 +206,133 @@ class Pipeline:
             found = await self.store.find_referenced(ref.identifier, ref.sender, ref.sent)
             if found:
                 return await self.store.latest_in_chain(found["root_id"] or found["id"])
-        warnings.append(
-            f"alert/references: none of the referenced alerts is known here; {alert.msg_type} "
-            "treated as a new warning"
-        )
         return None
+
+    async def _hold(
+        self, item: ParsedAlert, *, source: str, content_type: str | None, warnings: list[str]
+    ) -> IngestResult:
+        """An Update/Cancel that arrived before the alert it references waits for it (out-of-order delivery
+        by feeds and relays): applied when the original arrives, or treated as new after
+        ``lifecycle.hold_for`` (:meth:`release_held`)."""
+        alert = item.alert
+        refs = " ".join(r.identifier for r in alert.references)
+        note = (
+            f"alert/references: the referenced alert ({refs}) is not known here yet; {alert.msg_type} held for "
+            f"up to {self.config.lifecycle.hold_for:.0f}s waiting for it, then treated as a new warning"
+        )
+        payload_id = await self.store.hold_payload(
+            received_at=self.clock.now(),
+            source=source,
+            content_type=content_type,
+            body=item.xml,
+            errors=[*warnings, note],
+        )
+        log.warning("%s %s from %s held: %s", alert.msg_type, alert.identifier, source, note)
+        if await self._lifecycle(alert) is not None:  # the original arrived while this one was being held
+            applied = await self._release(payload_id, item, source, content_type, "applied")
+            if applied is not None:
+                return applied
+        return IngestResult("held", payload_id=payload_id, warnings=[*warnings, note])
+
+    async def _release(
+        self, payload_id: int, item: ParsedAlert, source: str, content_type: str | None, outcome: str
+    ) -> IngestResult | None:
+        if not await self.store.take_held(payload_id, outcome):
+            return None  # taken by someone else meanwhile
+        result = await self.accept(item, source=source, content_type=content_type, hold=False)
+        log.info(
+            "held %s %s %s: %s alert %s",
+            item.alert.msg_type,
+            item.alert.identifier,
+            outcome,
+            result.outcome,
+            result.alert_id,
+        )
+        return result
+
+    def _held_items(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], ParsedAlert]]:
+        """Held payloads parsed again, in the order they were sent."""
+        items = []
+        for row in rows:
+            try:
+                items.append((row, ParsedAlert(parse_alert(row["body"]), row["body"])))
+            except InvalidDocument:  # it parsed when it arrived; never expected
+                log.exception("held payload %s no longer parses", row["id"])
+        return sorted(items, key=lambda pair: (pair[1].alert.sent, pair[0]["id"]))
+
+    async def _apply_held(self, alert: Alert) -> None:
+        """Apply held Updates/Cancels that reference an alert that has just been stored, oldest first."""
+        rows = await self.store.held_payloads()
+        if not rows:
+            return
+        for row, item in self._held_items(rows):
+            if any(
+                ref.identifier == alert.identifier
+                and (ref.sender is None or ref.sender == alert.sender)
+                and (ref.sent is None or ref.sent == alert.sent)
+                for ref in item.alert.references
+            ):
+                await self._release(row["id"], item, row["source"], row["content_type"], "applied")
+
+    async def release_held(self) -> list[IngestResult]:
+        """Scheduled: held Updates/Cancels whose original did not arrive within ``lifecycle.hold_for`` are
+        treated as new warnings."""
+        cutoff = self.clock.now() - timedelta(seconds=self.config.lifecycle.hold_for)
+        results = []
+        for row, item in self._held_items(await self.store.held_payloads(received_before=cutoff)):
+            result = await self._release(row["id"], item, row["source"], row["content_type"], "released")
+            if result is not None:
+                results.append(result)
+        return results
+
+    async def expire(self) -> list[int]:
+        """Scheduled: alerts past ``expires`` stop being active. When a rule of the alert asks for it
+        (``notify_on_expiry``), everyone who received the chain gets a 解除 note, issued as a CAP Cancel."""
+        expired = await self.store.expire_alerts(self.clock.now())
+        notify = {rule.name for rule in self.config.rules if rule.notify_on_expiry}
+        for alert_id in expired:
+            row = await self.store.get_alert(alert_id)
+            if row is None or row["status"] in SILENT_STATUSES:
+                continue
+            if notify.intersection((row["rules"] or {}).get("rules", ())):
+                try:
+                    await self._expiry_note(row)
+                except Exception:  # one odd alert must not stop the others' notes
+                    log.exception("could not issue the expiry note of alert %s", alert_id)
+        return expired
+
+    async def _expiry_note(self, row: Mapping[str, Any]) -> IngestResult:
+        parsed = row["parsed"]
+        info = (parsed.get("infos") or [{}])[0]
+        expires = row["expires"]
+        assert expires is not None
+        hazard = self.catalogue.find(row["hazard_code"]) if row["hazard_code"] else None
+        xml = build_cap_xml(
+            identifier=f"{row['identifier']}-expired",
+            sender=row["sender"],
+            sent=expires,  # the same note every time: a second sweep finds it a duplicate
+            status=row["status"],
+            msg_type="Cancel",
+            scope=row["scope"],
+            references=[Reference(row["identifier"], row["sender"], row["sent"])],
+            note="预警已到期 (the warning expired)",
+            language=info.get("language") or self.config.language,
+            event=row["event"],
+            event_codes=[("GB/T 35561", hazard.code)] if hazard else [],
+            severity=OASIS_SEVERITY.get(row["colour"] or "", "Unknown"),
+            sender_name=info.get("sender_name") or None,
+            headline=row["headline"],
+            areas=[
+                {"area_desc": a.get("desc") or "", "geocodes": [tuple(g) for g in a.get("geocodes", ())]}
+                for i in parsed.get("infos", [])[:1]
+                for a in i.get("areas", [])
+            ],
+        )
+        result = await self.accept(
+            ParsedAlert(parse_alert(xml), xml), source=EXPIRY_SOURCE, content_type="application/cap+xml"
+        )
+        log.info("alert %s expired: 解除 note is alert %s (%s)", row["id"], result.alert_id, result.outcome)
+        return result
 
     def _facts(self, alert: Alert, previous: Mapping[str, Any] | None) -> Facts:
         info = alert.infos[0] if alert.infos else None
@@ -286,6 +426,9 @@ class Pipeline:
             earlier = [i for i in await self.store.chain_ids(row["root_id"]) if i != alert_id]
             stats["superseded"] = await self.store.supersede_queued(earlier, alert_id, now)
         messages = _MessageMaker(self, row, previous)
+        # an Update speaks per recipient: update/upgrade/downgrade to those who had the warning and are still
+        # inside, the full warning to those newly inside, a short note to those no longer inside
+        per_recipient = previous is not None and row["msg_type"] == "Update"
         chunk_size = self.config.dispatch.fanout_chunk
         for target in plan.targets:
             query = AudienceQuery(
@@ -305,7 +448,17 @@ class Pipeline:
                     r for r in chunk if plan.everywhere or area.contains(r["area_code"], r["lat"], r["lon"])
                 ]
                 stats["outside_area"] += len(chunk) - len(inside)
-                rows = [await messages.delivery(r, target, now) for r in inside]
+                had = (
+                    await self.store.known_among(earlier, [r["id"] for r in inside])
+                    if per_recipient
+                    else set()
+                )
+                rows = []
+                for r in inside:
+                    newly_inside = per_recipient and r["id"] not in had
+                    if newly_inside:
+                        stats["newly_inside"] += 1
+                    rows.append(await messages.delivery(r, target, now, "issue" if newly_inside else None))
                 await self.store.insert_deliveries(rows)
                 stats[f"planned:{target.channel}"] += len(rows)
         if earlier:  # everyone who had an earlier revision hears about this one (update / downgrade / 解除)
@@ -321,12 +474,26 @@ class Pipeline:
                         level=plan.level or row["level"],
                         repeat=r["repeat"],
                     )
-                    rows.append(await messages.delivery(r, target, now))
+                    outside = per_recipient and not (
+                        plan.everywhere or area.contains(r["area_code"], r["lat"], r["lon"])
+                    )
+                    if outside:
+                        stats["no_longer_applies"] += 1
+                    rows.append(
+                        await messages.delivery(r, target, now, "no_longer_applies" if outside else None)
+                    )
                 await self.store.insert_deliveries(rows)
                 stats["previous_recipients"] += len(rows)
         if plan.inhibit and row["hazard_code"] and row["rank"] and row["msg_type"] != "Cancel":
             stats.update(
-                await self.store.inhibit(alert_id, row["hazard_code"], row["rank"], row["root_id"], now)
+                await self.store.inhibit(
+                    alert_id,
+                    self.catalogue.family_codes(row["hazard_code"]),
+                    row["rank"],
+                    row["root_id"],
+                    now,
+                    earlier=earlier,
+                )
             )
         stats.update(messages.stats)
         await self.store.set_alert(alert_id, fanout="done", fanout_stats=dict(stats))
@@ -451,19 +618,24 @@ class Pipeline:
 
 
 class _MessageMaker:
-    """Renders once per channel × language (per recipient only when a template uses recipient fields) and
-    builds the outbox rows."""
+    """Renders once per channel × language × action (per recipient only when a template uses recipient
+    fields; the "no longer applies" note once per recipient area, which it names) and builds the outbox
+    rows."""
 
     def __init__(self, pipeline: Pipeline, alert: Mapping[str, Any], previous: Mapping[str, Any] | None):
         self.p = pipeline
         self.alert = alert
         self.previous = previous
-        self.cache: dict[tuple[str, str], tuple[int, int]] = {}
+        self.cache: dict[tuple[str, str, str, str], tuple[int, int]] = {}
         self.stats: Counter[str] = Counter()
         self.action = _action(alert, previous)
 
-    async def delivery(self, r: Mapping[str, Any], target: PlannedTarget, now: datetime) -> dict[str, Any]:
-        message_id, segments = await self._message(target.channel, r)
+    async def delivery(
+        self, r: Mapping[str, Any], target: PlannedTarget, now: datetime, action: str | None = None
+    ) -> dict[str, Any]:
+        """One outbox row; ``action`` overrides the revision's own (issue to someone newly inside an
+        updated area, no_longer_applies to someone who is no longer inside)."""
+        message_id, segments = await self._message(target.channel, r, action or self.action)
         alert_id = self.alert["id"]
         colour_rank = COLOUR_RANK.get(self.alert["colour"] or "", 5)
         group_priority = min((self.p.config.groups[g].priority for g in target.groups or ()), default=5)
@@ -494,12 +666,13 @@ class _MessageMaker:
             "sent_at": None,
         }
 
-    async def _message(self, channel: str, r: Mapping[str, Any]) -> tuple[int, int]:
+    async def _message(self, channel: str, r: Mapping[str, Any], action: str) -> tuple[int, int]:
         settings = self.p.config.channel_settings(channel)
         template = settings.template or channel
         language = self.p.renderer.resolve_language(r["language"])
         per_recipient = self.p.renderer.uses_recipient(template, language)
-        key = (channel, language)
+        place = r["area_code"] if action == "no_longer_applies" else ""
+        key = (channel, language, action, place)
         if not per_recipient and key in self.cache:
             return self.cache[key]
         recipient = (
@@ -508,7 +681,7 @@ class _MessageMaker:
             else None
         )
         style = settings.style or style_for(template)
-        context = self._context(language, style)
+        context = self._context(language, style, action, place)
         try:
             rendered = self.p.renderer.render(
                 template,
@@ -554,7 +727,7 @@ class _MessageMaker:
             self.cache[key] = (message_id, segments)
         return message_id, segments
 
-    def _context(self, language: str, style: str) -> dict[str, Any]:
+    def _context(self, language: str, style: str, action: str, place: str = "") -> dict[str, Any]:
         parsed = self.alert["parsed"]
         info = _info_for(parsed, language)
         hazard = self.p.catalogue.find(self.alert["hazard_code"]) if self.alert["hazard_code"] else None
@@ -599,18 +772,21 @@ class _MessageMaker:
                 "expires": _dt((info or {}).get("expires")) or self.alert["expires"],
                 "channel_text": channel_text,
             },
-            "action": self.action,
+            "action": action,
             "previous": {"colour": self.previous["colour"], "level": self.previous["level"]}
             if self.previous
             else None,
+            "place": {"code": place, "name": self.p.config.area_name(place) or ""} if place else None,
             "drill": {"Exercise": "exercise", "Test": "test"}.get(parsed["status"]),
             "issuer": self.p.config.organisation,
         }
 
 
 def _action(alert: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str:
+    """The revision's own action. Per recipient an Update may instead be ``issue`` (newly inside its area) or
+    ``no_longer_applies`` (no longer inside); see :meth:`Pipeline.fanout`."""
     if alert["msg_type"] == "Cancel":
-        return "cancel"
+        return "expire" if alert.get("source") == EXPIRY_SOURCE else "cancel"
     if alert["msg_type"] != "Update" or previous is None:
         return "issue"
     new, old = COLOUR_RANK.get(alert["colour"] or ""), COLOUR_RANK.get(previous["colour"] or "")

@@ -38,7 +38,9 @@ from warnd import sms
 from warnd.spoken import to_spoken
 
 COLOUR_ORDER = ("blue", "yellow", "orange", "red")  # least to most severe
-ACTIONS = ("issue", "update", "upgrade", "downgrade", "cancel")
+# expire: the 解除 note sent when an alert runs out (rule notify_on_expiry); no_longer_applies: the short note
+# to someone an Update's area no longer covers (the context then has ``place``: {code, name} of their area)
+ACTIONS = ("issue", "update", "upgrade", "downgrade", "cancel", "expire", "no_longer_applies")
 DEFAULT_SPOKEN_MAX_CHARS = 500  # emergency-broadcast text limit (GY/T 385)
 TEMPLATE_SUFFIX = ".j2"
 HELPERS = ("colour_name", "level_name", "signal_word", "local_time", "spoken", "sentence")  # filters+globals
@@ -444,6 +446,7 @@ class Renderer:
             "alert": None,
             "action": "issue",
             "previous": None,
+            "place": None,
             "drill": None,
             "issuer": None,
         }
@@ -712,7 +715,7 @@ def _template_frame(tb: TracebackType | None) -> tuple[str, int] | None:
 def sample_context(*, action: str = "issue", drill: str | None = None) -> dict[str, Any]:
     """A representative context (暴雨 orange over 梁平区), used by :meth:`Renderer.check` and tests."""
     sent = datetime(2026, 7, 1, 9, 15, tzinfo=UTC)
-    cancel = action == "cancel"
+    cancel = action in ("cancel", "expire")
     return {
         "alert": {
             "id": 1,
@@ -741,7 +744,10 @@ def sample_context(*, action: str = "issue", drill: str | None = None) -> dict[s
         "previous": {
             "upgrade": {"colour": "yellow", "level": 3},
             "downgrade": {"colour": "red", "level": 1},
-        }.get(action, {"colour": "orange", "level": 2} if action == "update" else None),
+        }.get(
+            action, {"colour": "orange", "level": 2} if action in ("update", "no_longer_applies") else None
+        ),
+        "place": {"code": "500228101201", "name": "万年村"} if action == "no_longer_applies" else None,
         "drill": drill,
         "issuer": "梁平区应急管理局",
     }

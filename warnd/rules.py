@@ -7,9 +7,10 @@ How several matching rules combine (also in docs/rules.md):
   rules reach the same recipient on the same channel, the strictest settings win: acknowledgement required if
   any requires it, the earliest acknowledgement deadline, the most repeats, the highest level.
 * The alert's response level is the highest level (Ⅰ beats Ⅱ) among the matching rules.
-* Across warnings: when two active warnings of the same hazard cover one recipient, the higher one wins and the
-  other's unsent delivery is suppressed (recorded with the reason), unless a matching rule sets
-  ``inhibit: false``.
+* Across warnings: active warnings of one hazard family (暴雨, 山洪, 洪水… are one event) from different chains
+  are one event per recipient: the highest level is sent once; a later one at the same or a lower level, and
+  the unsent deliveries of lower ones, are suppressed (recorded with the reason naming the covering alert),
+  unless a matching rule sets ``inhibit: false``.
 * ``Test`` and ``Exercise`` alerts reach only groups marked ``drill: true`` (with a 【测试】/【演练】 marker);
   ``Draft`` and ``System`` messages are recorded and reach nobody.
 """

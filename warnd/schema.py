@@ -58,7 +58,8 @@ metadata = MetaData(
     }
 )
 
-# Every payload that reached ingest, kept as received. outcome: accepted | duplicate | rejected (= quarantine).
+# Every payload that reached ingest, kept as received. outcome: accepted | duplicate | rejected (= quarantine)
+# | held (an Update/Cancel before its original) → applied | released (treated as new after lifecycle.hold_for).
 payloads = Table(
     "payloads",
     metadata,
@@ -246,4 +247,33 @@ feed_entries = Table(
     Column("entry_key", String(600), nullable=False),
     Column("seen_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("feed", "entry_key"),
+)
+
+# Gauge readings as received (river levels, rainfall), kept for the record, for rainfall windows and so gaps
+# and no-data values stay visible. One row per gauge id and time; a repeat is ignored.
+gauge_readings = Table(
+    "gauge_readings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("gauge", String(64), nullable=False),  # the id the data uses
+    Column("time", UTCDateTime, nullable=False),
+    Column("level", Float),
+    Column("flow", Float),
+    Column("rainfall", Float),
+    Column("qualifiers", String(64)),  # "P", "A,e" …
+    Column("problem", String(200)),  # why a value is missing or doubtful
+    Column("source", String(500), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("gauge", "time", name="uq_gauge_readings_gauge_time"),
+)
+
+# The warning state of each river station and danger zone ("station:longxi", "zone:wannian-3"): its current
+# colour or step, the ladder's working values, and the CAP reference of the revision it last issued.
+hydro_state = Table(
+    "hydro_state",
+    metadata,
+    Column("key", String(80), primary_key=True),
+    Column("state", JSON, nullable=False),
+    Column("alert_ref", String(600)),  # "sender,identifier,sent" of the latest generated revision
+    Column("updated_at", UTCDateTime, nullable=False),
 )

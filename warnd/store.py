@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from warnd.config import area_prefix
+from warnd.hazards import COLOUR_LABELS
 from warnd.schema import (
     alerts,
     audit_log,
@@ -41,7 +42,9 @@ from warnd.schema import (
     delivery_events,
     feed_entries,
     feed_state,
+    gauge_readings,
     group_members,
+    hydro_state,
     messages,
     metadata,
     payloads,
@@ -569,6 +572,70 @@ class Store:
             rows = [row for row in rows if row["id"] != last]
         return rows
 
+    async def known_among(self, chain_ids: Sequence[int], recipient_ids: Sequence[int]) -> set[int]:
+        """Which of ``recipient_ids`` were in the audience of an alert of ``chain_ids`` (have a delivery of it,
+        whatever became of it)."""
+        if not chain_ids or not recipient_ids:
+            return set()
+        d = deliveries
+        query = (
+            select(d.c.recipient_id)
+            .where(d.c.alert_id.in_(list(chain_ids)), d.c.recipient_id.in_(list(recipient_ids)))
+            .distinct()
+        )
+        async with self.read() as conn:
+            return {r[0] for r in await conn.execute(query)}
+
+    # --- held Updates/Cancels (their original has not arrived yet) ---------------------------------------------
+
+    async def hold_payload(
+        self, *, received_at: datetime, source: str, content_type: str | None, body: bytes, errors: list[str]
+    ) -> int:
+        """Keep an Update/Cancel whose referenced alert is unknown as a payload with outcome ``held``; the
+        same bytes already held are not kept twice (their payload id is returned)."""
+        digest = hashlib.sha256(body).hexdigest()
+        async with self.write() as conn:
+            existing = (
+                await conn.execute(
+                    select(payloads.c.id).where(payloads.c.outcome == "held", payloads.c.sha256 == digest)
+                )
+            ).first()
+            if existing:
+                return int(existing[0])
+            result = await conn.execute(
+                insert(payloads)
+                .values(
+                    received_at=received_at,
+                    source=source[:500],
+                    content_type=content_type,
+                    sha256=digest,
+                    body=body,
+                    outcome="held",
+                    errors=errors,
+                )
+                .returning(payloads.c.id)
+            )
+            return int(result.scalar_one())
+
+    async def held_payloads(self, received_before: datetime | None = None) -> list[dict[str, Any]]:
+        """Held payloads (oldest first), all or those received before a time."""
+        query = select(payloads).where(payloads.c.outcome == "held").order_by(payloads.c.id)
+        if received_before is not None:
+            query = query.where(payloads.c.received_at <= received_before)
+        async with self.read() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def take_held(self, payload_id: int, outcome: str) -> bool:
+        """Claim a held payload for processing (``applied``: its original arrived; ``released``: it waited
+        too long). False when it is no longer held (someone else took it)."""
+        async with self.write() as conn:
+            result = await conn.execute(
+                update(payloads)
+                .where(payloads.c.id == payload_id, payloads.c.outcome == "held")
+                .values(outcome=outcome)
+            )
+            return bool(result.rowcount)
+
     async def chain(self, root_id: int) -> list[dict[str, Any]]:
         """Every revision of an alert chain, oldest first."""
         async with self.read() as conn:
@@ -649,34 +716,71 @@ class Store:
         return len(ids)
 
     async def inhibit(
-        self, alert_id: int, hazard_code: str, rank: int, root_id: int, now: datetime
+        self,
+        alert_id: int,
+        hazard_codes: Sequence[str],
+        rank: int,
+        root_id: int,
+        now: datetime,
+        *,
+        earlier: Sequence[int] = (),
     ) -> dict[str, int]:
-        """Higher level wins per recipient among active warnings of the same hazard (other chains):
-        this alert's queued deliveries to people who have a more severe one are suppressed, and queued
-        deliveries of less severe ones to people this alert reaches are suppressed."""
+        """One event per recipient among active warnings of one hazard family (``hazard_codes``), from other
+        chains: this alert's queued deliveries to people who already have (or are about to get) a warning of
+        the same or a higher level are suppressed, naming the covering alert; queued deliveries of lower ones
+        to people this alert reaches are suppressed. People who received an earlier revision of this alert's
+        own chain (``earlier``) always get its update."""
         a_other = alerts.alias("other")
         d_other = deliveries.alias("d_other")
         mine = deliveries
+        codes = list(hazard_codes)
         active_other = and_(
-            a_other.c.hazard_code == hazard_code,
+            a_other.c.hazard_code.in_(codes),
             a_other.c.state == "active",
             a_other.c.root_id != root_id,
             a_other.c.rank.is_not(None),
         )
-        higher = (
-            select(d_other.c.recipient_id)
-            .join(a_other, a_other.c.id == d_other.c.alert_id)
-            .where(active_other, a_other.c.rank < rank, d_other.c.status.in_(("queued", *RECEIVED)))
-        )
-        async with self.write() as conn:
-            suppressed_here = await self._end_queued(
-                conn,
-                and_(mine.c.alert_id == alert_id, mine.c.recipient_id.in_(higher)),
-                "suppressed",
-                f"已有同类更高级别预警 (a higher-level active {hazard_code} warning already covers this recipient)",
-                now,
+        conds: list[Any] = [mine.c.alert_id == alert_id, mine.c.status == "queued"]
+        if earlier:
+            d_earlier = deliveries.alias("d_earlier")
+            conds.append(
+                mine.c.recipient_id.not_in(
+                    select(d_earlier.c.recipient_id).where(
+                        d_earlier.c.alert_id.in_(list(earlier)),
+                        d_earlier.c.status.in_(("queued", *RECEIVED)),  # earlier queued = in flight
+                    )
+                )
             )
-            lower_alerts = select(a_other.c.id).where(active_other, a_other.c.rank > rank)
+        # the covering candidates, best first: each claims the still-queued deliveries of the people it reaches
+        # (alerts whose rules opted out with ``inhibit: false`` neither suppress nor are suppressed)
+        others = select(
+            a_other.c.id, a_other.c.rank, a_other.c.sender, a_other.c.event, a_other.c.colour, a_other.c.rules
+        ).where(active_other)
+        async with self.write() as conn:
+            rows = [r for r in (await conn.execute(others)).all() if (r.rules or {}).get("inhibit", True)]
+            suppressed_here = 0
+            covering = sorted((r for r in rows if r.rank <= rank), key=lambda r: (r.rank, r.id))
+            for other_id, other_rank, sender, event_name, colour, _rules in covering:
+                what = f"{sender} {event_name}{COLOUR_LABELS.get(colour or '', '')}"
+                if other_rank < rank:
+                    reason = (
+                        f"已有同类更高级别预警 #{other_id}（{what}）覆盖该接收人 "
+                        f"(a higher-level active warning of the same hazard family, alert {other_id}, "
+                        "already covers this recipient)"
+                    )
+                else:
+                    reason = (
+                        f"已有同类同级别预警 #{other_id}（{what}）覆盖该接收人，不重复发送 "
+                        f"(an active warning of the same level and hazard family, alert {other_id}, "
+                        "already covers this recipient)"
+                    )
+                has_it = select(d_other.c.recipient_id).where(
+                    d_other.c.alert_id == other_id, d_other.c.status.in_(("queued", *RECEIVED))
+                )
+                suppressed_here += await self._end_queued(
+                    conn, and_(*conds, mine.c.recipient_id.in_(has_it)), "suppressed", reason, now
+                )
+            lower_alerts = [r.id for r in rows if r.rank > rank]
             reached_here = select(mine.c.recipient_id).where(
                 mine.c.alert_id == alert_id, mine.c.status == "queued"
             )
@@ -692,6 +796,100 @@ class Store:
                 now,
             )
         return {"suppressed": suppressed_here, "suppressed_lower": suppressed_lower}
+
+    # --- hydrology -------------------------------------------------------------------------------------------
+
+    async def save_readings(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Keep gauge readings (one per gauge and time; a repeat is ignored). Returns how many were new."""
+        if not rows:
+            return 0
+        stmt = self._insert(gauge_readings).on_conflict_do_nothing(index_elements=["gauge", "time"])
+        async with self.write() as conn:
+            result = await conn.execute(stmt, list(rows))
+            return max(result.rowcount or 0, 0)
+
+    async def rain_since(self, gauge: str, since: datetime, until: datetime) -> list[tuple[datetime, float]]:
+        """(time, mm) of a rain gauge's readings in (since, until]."""
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(gauge_readings.c.time, gauge_readings.c.rainfall)
+                .where(
+                    gauge_readings.c.gauge == gauge,
+                    gauge_readings.c.time > since,
+                    gauge_readings.c.time <= until,
+                    gauge_readings.c.rainfall.is_not(None),
+                )
+                .order_by(gauge_readings.c.time)
+            )
+            return [(r.time, r.rainfall) for r in rows]
+
+    async def gauge_summary(
+        self, gauges: Sequence[str], since: datetime, until: datetime
+    ) -> dict[str, dict[str, Any]]:
+        """Per gauge: the latest reading up to ``until``, the latest usable one (with a value), and counts of
+        readings and of readings with a problem in (since, until]."""
+        g = gauge_readings
+        out: dict[str, dict[str, Any]] = {}
+        async with self.read() as conn:
+            for gauge in gauges:
+                latest = (
+                    await conn.execute(
+                        select(g)
+                        .where(g.c.gauge == gauge, g.c.time <= until)
+                        .order_by(g.c.time.desc())
+                        .limit(1)
+                    )
+                ).first()
+                usable = (
+                    await conn.execute(
+                        select(g)
+                        .where(
+                            g.c.gauge == gauge,
+                            g.c.time <= until,
+                            or_(g.c.level.is_not(None), g.c.rainfall.is_not(None)),
+                        )
+                        .order_by(g.c.time.desc())
+                        .limit(1)
+                    )
+                ).first()
+                counts = (
+                    await conn.execute(
+                        select(func.count(), func.count(g.c.problem)).where(
+                            g.c.gauge == gauge, g.c.time > since
+                        )
+                    )
+                ).one()
+                out[gauge] = {
+                    "latest": dict(latest._mapping) if latest else None,
+                    "latest_usable": dict(usable._mapping) if usable else None,
+                    "readings": counts[0],
+                    "with_problems": counts[1],
+                }
+        return out
+
+    async def load_hydro_state(self, key: str) -> tuple[dict[str, Any], str | None] | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(hydro_state).where(hydro_state.c.key == key))).first()
+            return (dict(row.state), row.alert_ref) if row else None
+
+    async def save_hydro_state(
+        self, key: str, state: Mapping[str, Any], alert_ref: str | None, now: datetime
+    ) -> None:
+        stmt = self._insert(hydro_state).values(
+            key=key, state=dict(state), alert_ref=alert_ref, updated_at=now
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"state": stmt.excluded.state, "alert_ref": stmt.excluded.alert_ref, "updated_at": now},
+        )
+        async with self.write() as conn:
+            await conn.execute(stmt)
+
+    async def hydro_states(self) -> list[dict[str, Any]]:
+        async with self.read() as conn:
+            return [
+                dict(r._mapping) for r in await conn.execute(select(hydro_state).order_by(hydro_state.c.key))
+            ]
 
     # --- dispatch --------------------------------------------------------------------------------------------
 

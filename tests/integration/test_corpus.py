@@ -196,3 +196,43 @@ def test_xee_cap_makes_no_connection_to_localhost_8080() -> None:
         stop.set()
         thread.join(timeout=2)
         srv.close()
+
+
+# --- hydrology (label "sample"): gauge data for warnd.hydro.readings ----------------------------------------
+
+HYDROLOGY = [r for r in RECORDS if r["source"] == "hydrology"]
+# what parse_readings does with each file: how many readings, or the words its refusal must contain
+HYDROLOGY_EXPECTED: dict[str, int | str] = {
+    "hydrology/usgs-iv/waterservices_iv.json": 10,  # 2 sites x 5 times, level and flow merged
+    "hydrology/usgs-iv/nwis_iv_mock.json": 2,
+    "hydrology/usgs-iv/nwis_iv_empty_mock.json": 0,
+    "hydrology/usgs-iv/waterservices_dv.json": "daily values",
+    "hydrology/usgs-waterml/WaterML1Example.xml": 192,  # WaterML 1.1 IV: parsed like the JSON
+    "hydrology/usgs-waterml/WaterML2Example.xml": "WaterML 2.0 is not supported",
+    "hydrology/usgs-rdb/RDB1Example.rdb": "daily values",
+    "hydrology/usgs-rdb/waterservices_site.rdb": "holds no readings",
+    "hydrology/usgs-ogc/waterdata_ogc_fixtures.json": "GeoJSON",
+}
+
+
+def test_every_hydrology_file_has_an_expectation() -> None:
+    assert {r["dest"] for r in HYDROLOGY} == set(HYDROLOGY_EXPECTED)
+    assert {r["label"] for r in HYDROLOGY} == {"sample"}
+
+
+@pytest.mark.parametrize("rec", [pytest.param(r, id=r["dest"]) for r in HYDROLOGY])
+def test_hydrology_file_parsed_or_refused_with_a_reason(rec: dict[str, Any]) -> None:
+    from warnd.hydro.readings import ReadingsError, parse_readings, parse_usgs_iv
+
+    expected = HYDROLOGY_EXPECTED[rec["dest"]]
+    if isinstance(expected, str):
+        with pytest.raises(ReadingsError, match=expected):
+            parse_readings(read(rec), None)
+        return
+    readings = parse_readings(read(rec), None)
+    assert len(readings) == expected
+    if "/usgs-iv/" in rec["dest"]:
+        assert readings == parse_usgs_iv(read(rec))
+    for r in readings:
+        assert r.time.tzinfo is not None and r.station.startswith("USGS:")
+        assert r.level is not None or r.flow is not None or r.rainfall is not None or r.problem

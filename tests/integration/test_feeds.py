@@ -3,8 +3,10 @@ failures with backoff, and the feed health the API shows."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from warnd.api import make_web_app
 from warnd.app import App
 from warnd.clock import FakeClock
 from warnd.config import Feed, load_config
-from warnd.feeds import FeedPoller
+from warnd.feeds import FeedPoller, backoff_delay
 
 ETAG = '"fat-v1"'
 FAT_ID = "CQ-LP-20240712053000-RAINSTORM-RED"
@@ -198,6 +200,11 @@ async def env(config_dir: Path, clock: FakeClock) -> AsyncIterator[Env]:
             await application.close()
 
 
+def at(value: str | None) -> datetime | None:
+    """An API timestamp (ISO 8601 with the district's offset) as an aware datetime."""
+    return None if value is None else datetime.fromisoformat(value)
+
+
 async def feeds_view(env: Env) -> dict[str, dict[str, Any]]:
     resp = await env.api.get("/api/v1/feeds")
     assert resp.status == 200
@@ -272,7 +279,7 @@ async def test_thin_entry_that_fails_to_fetch_is_tried_again(env: Env) -> None:
     assert len(env.server.seen("/cap/gale.xml")) == 1
 
 
-async def test_failing_feed_backs_off_shows_stale_and_recovers(env: Env) -> None:
+async def test_failing_feed_backs_off_and_recovers(env: Env) -> None:
     feed = env.feed("broken")
     env.server.broken_answers = [(500, b"internal error")]
 
@@ -283,7 +290,11 @@ async def test_failing_feed_backs_off_shows_stale_and_recovers(env: Env) -> None
     assert "500" in state["last_error"] and state["last_error_at"] == env.clock.now()
     assert state["last_success"] is None
     view = (await feeds_view(env))["broken"]
-    assert view["stale"] is True and view["consecutive_failures"] == 1 and "500" in view["last_error"]
+    assert view["consecutive_failures"] == 1 and "500" in view["last_error"]
+    # failing, but not yet stale: it has been failing for less than stale_after (3 x interval)
+    assert view["state"] == "failing" and view["stale"] is False
+    assert view["backoff_s"] == 2 * feed.interval
+    assert at(view["next_try"]) == env.clock.now() + timedelta(seconds=2 * feed.interval)
 
     # an immediate retry is skipped: the server is not asked again, even just before the backoff ends
     assert await env.poller.poll(feed) == {"skipped": True}
@@ -299,7 +310,9 @@ async def test_failing_feed_backs_off_shows_stale_and_recovers(env: Env) -> None
     state = await env.app.store.feed_state("broken")
     assert state["consecutive_failures"] == 0 and state["last_success"] == env.clock.now()
     view = (await feeds_view(env))["broken"]
-    assert view["stale"] is False and view["consecutive_failures"] == 0
+    assert view["stale"] is False and view["consecutive_failures"] == 0 and view["state"] == "ok"
+    assert view["backoff_s"] is None
+    assert at(view["next_try"]) == env.clock.now() + timedelta(seconds=feed.interval)
     # and it is polled normally again (no backoff left over)
     assert "skipped" not in await env.poller.poll(feed)
     assert len(env.server.seen("/broken.atom")) == 3
@@ -327,17 +340,26 @@ async def test_feed_answering_500_then_garbage_keeps_failing_with_backoff(env: E
     assert await env.poller.poll(feed) == {"skipped": True}  # backed off again
     assert len(env.server.seen("/broken.atom")) == 2
     view = (await feeds_view(env))["broken"]
-    assert view["stale"] is True and view["consecutive_failures"] == 2
+    assert view["state"] == "failing" and view["stale"] is False and view["consecutive_failures"] == 2
+    assert view["backoff_s"] == 4 * feed.interval  # doubled
 
 
-async def test_feed_never_polled_is_stale_and_an_old_success_goes_stale(env: Env) -> None:
+async def test_feed_never_polled_goes_stale_after_stale_after_and_so_does_an_old_success(env: Env) -> None:
     view = await feeds_view(env)
     assert set(view) == {"fat", "thin", "broken"}
-    assert all(f["stale"] is True for f in view.values())
+    assert all(f["state"] == "never polled" and f["stale"] is False for f in view.values())
+    assert all(f["next_try"] is None and f["items"] == 0 for f in view.values())
     assert view["fat"]["url"] == f"{env.server.base}/fat.atom" and view["fat"]["interval_s"] == 60
+    assert view["fat"]["stale_after_s"] == 180  # default: 3 x interval
+
+    env.clock.advance(3 * 60 + 1)  # never polled since warnd started, for longer than stale_after
+    view = await feeds_view(env)
+    assert all(f["state"] == "stale" and f["stale"] is True for f in view.values())
 
     await env.poller.poll(env.feed("fat"))
-    assert (await feeds_view(env))["fat"]["stale"] is False
+    view = await feeds_view(env)
+    assert view["fat"]["stale"] is False and view["fat"]["state"] == "ok" and view["fat"]["items"] == 1
+    assert view["fat"]["latency_ms"] > 0
     env.clock.advance(3 * 60 + 1)
     assert (await feeds_view(env))["fat"]["stale"] is True
 
@@ -352,3 +374,110 @@ async def test_poller_with_feed_built_directly(env: Env) -> None:
     again = await env.poller.poll(env.feed("fat"))
     assert again["duplicate"] == 1 and again["created"] == 0
     assert len(await env.app.store.list_alerts()) == 1
+
+
+async def test_repeated_failures_show_growing_backoff_and_the_last_error(env: Env) -> None:
+    feed = env.feed("broken")
+    env.server.broken_answers = [(500, b"a"), (502, b"b"), (503, b"c"), (504, b"d")]
+    backoffs = []
+    for n, status in enumerate((500, 502, 503, 504), start=1):
+        summary = await env.poller.poll(feed)
+        assert str(status) in summary["error"], summary
+        view = (await feeds_view(env))["broken"]
+        assert view["consecutive_failures"] == n and f"HTTP {status}" in view["last_error"]
+        assert at(view["last_error_at"]) == env.clock.now()
+        assert at(view["next_try"]) == env.clock.now() + timedelta(seconds=view["backoff_s"])
+        backoffs.append(view["backoff_s"])
+        # nothing is fetched until the backoff is over
+        env.clock.advance(view["backoff_s"] - 1)
+        assert await env.poller.poll(feed) == {"skipped": True}
+        assert len(env.server.seen("/broken.atom")) == n
+        env.clock.advance(1)
+    assert backoffs == [120, 240, 480, 960]
+    assert [backoff_delay(feed, n) for n in (6, 7, 20)] == [3600, 3600, 3600]  # capped at an hour
+
+
+async def test_feed_that_stops_answering_goes_stale_once_and_recovers(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="warnd.feeds")
+    feed = env.feed("broken")
+    assert (await env.poller.poll(feed))["status"] == 200  # healthy at first
+    ok_at = env.clock.now()
+    env.server.broken_answers = [(503, b"down for maintenance")] * 20
+
+    def stale_warnings() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.levelno == logging.WARNING and "is stale" in r.getMessage()]
+
+    # the scheduler calls poll() every interval; failures back off, and for stale_after (180 s) it is not stale
+    for _ in range(3):
+        env.clock.advance(feed.interval)
+        await env.poller.poll(feed)
+    assert env.clock.now() - ok_at == timedelta(seconds=180)
+    view = (await feeds_view(env))["broken"]
+    assert view["state"] == "failing" and view["stale"] is False and stale_warnings() == []
+    assert (await (await env.api.get("/healthz")).json())["status"] == "ok"
+
+    # past stale_after: one WARNING, one audit record, however many polls follow
+    for _ in range(5):
+        env.clock.advance(feed.interval)
+        await env.poller.poll(feed)
+    [warning] = stale_warnings()
+    assert "broken" in warning.getMessage() and "HTTP 503" in warning.getMessage()
+    stale_audit = [a for a in await env.app.store.audit_entries() if a["action"] == "feed.stale"]
+    assert (
+        len(stale_audit) == 1 and stale_audit[0]["target"] == "broken" and stale_audit[0]["actor"] == "warnd"
+    )
+    assert "503" in stale_audit[0]["detail"]["last_error"]
+
+    resp = await env.api.get("/api/v1/feeds")
+    listing = await resp.json()
+    assert listing["status"] == "degraded" and "broken" in listing["stale"]
+    view = {f["name"]: f for f in listing["feeds"]}["broken"]
+    assert view["state"] == "stale" and view["stale"] is True
+    assert at(view["last_success"]) == ok_at and at(view["stale_since"]) == ok_at + timedelta(seconds=180)
+    assert view["consecutive_failures"] >= 2 and "503" in view["last_error"]
+    health = await (await env.api.get("/healthz")).json()
+    assert health["status"] == "degraded" and "broken" in health["feeds"]["stale"]
+
+    # the publisher is back: the first poll after the backoff succeeds; one INFO, one audit record
+    env.server.broken_answers = []
+    while "skipped" in (summary := await env.poller.poll(feed)):
+        env.clock.advance(feed.interval)
+    assert summary["status"] == 200, summary
+    recovered = [r for r in caplog.records if r.levelno == logging.INFO and "recovered" in r.getMessage()]
+    assert len(recovered) == 1 and "broken" in recovered[0].getMessage()
+    env.clock.advance(feed.interval)
+    await env.poller.poll(feed)
+    assert len([r for r in caplog.records if "recovered" in r.getMessage()]) == 1
+    assert len(stale_warnings()) == 1
+    actions = [a["action"] for a in await env.app.store.audit_entries() if a["action"].startswith("feed.")]
+    assert actions == ["feed.recovered", "feed.stale"]  # newest first
+    view = (await feeds_view(env))["broken"]
+    assert view["state"] == "ok" and view["stale"] is False and view["consecutive_failures"] == 0
+    assert "broken" not in (await (await env.api.get("/healthz")).json())["feeds"]["stale"]
+
+
+async def test_stale_is_counted_from_start_when_the_last_success_is_older(env: Env) -> None:
+    """After a restart, the time warnd itself was down does not count against the publisher."""
+    feed = env.feed("fat")
+    await env.poller.poll(feed)
+    env.clock.advance(24 * 3600)  # warnd was stopped for a day
+    restarted = FeedPoller(
+        store=env.app.store, pipeline=env.app.pipeline, clock=env.clock, started_at=env.clock.now()
+    )
+    try:
+        [health] = await restarted.check_health([feed])
+        assert health["stale"] is False and health["state"] == "ok"
+        env.clock.advance(feed.stale_seconds + 1)
+        [health] = await restarted.check_health([feed])
+        assert health["stale"] is True
+    finally:
+        await restarted.close()
+
+
+async def test_disabled_feed_is_never_stale(env: Env) -> None:
+    feed = env.feed("fat").model_copy(update={"enabled": False})
+    env.clock.advance(3600)
+    [health] = await env.poller.check_health([feed])
+    assert health["state"] == "disabled" and health["stale"] is False and health["next_try"] is None

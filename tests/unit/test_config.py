@@ -220,6 +220,7 @@ def test_custom_roles_are_known(config_dir: Path) -> None:
         lambda d: d.update(groups={"public": {"label": "公众", "roles": ["public"]}}),
     )
     edit_yaml(config_dir / "rules.yaml", lambda d: d.update(rules=[]))
+    (config_dir / "hydrology.yaml").unlink()  # its danger zone names a subscriber removed below
     edit_yaml(
         config_dir / "subscribers.yaml",
         lambda d: d.update(
@@ -585,3 +586,68 @@ def test_rule_areas_are_stored_as_prefixes(config_dir: Path) -> None:
     index = rule_index("gale-red")
     edit_yaml(config_dir / "rules.yaml", lambda d: d["rules"][index].update(areas=["500228101000", "500228"]))
     assert load_config(config_dir).rules[index].areas == ["500228101", "500228"]
+
+
+def test_feed_stale_after_defaults_to_three_intervals_and_must_not_be_shorter(config_dir: Path) -> None:
+    def feeds(data: dict[str, Any]) -> None:
+        data["feeds"] = [
+            {"name": "a", "url": "http://127.0.0.1:1/a.atom", "interval": "2m"},
+            {"name": "b", "url": "http://127.0.0.1:1/b.atom", "interval": "1m", "stale_after": "15m"},
+        ]
+
+    edit_yaml(config_dir / "feeds.yaml", feeds)
+    a, b = load_config(config_dir).feeds
+    assert (a.stale_after, a.stale_seconds) == (360.0, 360.0)
+    assert b.stale_after == 900.0
+    edit_yaml(config_dir / "feeds.yaml", lambda d: d["feeds"][1].update(stale_after="30s"))
+    error = only_error(config_dir)
+    assert error.file.endswith("feeds.yaml") and error.path == "feeds[1]"
+    assert "stale_after (30s) must be at least interval (60s)" in str(error)
+
+
+# --- hydrology -------------------------------------------------------------------------------------------
+
+
+def test_example_hydrology_station_and_zone(config_dir: Path) -> None:
+    hydro = load_config(config_dir).hydrology
+    longxi = hydro.stations["longxi"]
+    assert (longxi.warning, longxi.guaranteed, longxi.historical_max, longxi.approaching) == (
+        100.0,
+        102.0,
+        103.5,
+        0.5,
+    )
+    assert longxi.downgrade_after == 1800 and longxi.lift_after == 3600
+    assert all(code.startswith("500228") for code in longxi.areas)
+    zone = hydro.danger_zones["chuanxi-gully"]
+    assert zone.duty_person == "赵春梅" and zone.thresholds["1h"].evacuate == 45
+
+
+def test_hydrology_errors_name_file_and_key(config_dir: Path) -> None:
+    def break_it(d: dict[str, Any]) -> None:
+        d["hydrology"]["stations"]["longxi"]["guaranteed"] = 99.0  # below the warning stage
+        d["hydrology"]["danger_zones"]["chuanxi-gully"]["thresholds"]["1h"] = {"prepare": 50, "evacuate": 40}
+
+    edit_yaml(config_dir / "hydrology.yaml", break_it)
+    errors = {e.path: e.reason for e in load_errors(config_dir)}
+    assert all(e.file == str(config_dir / "hydrology.yaml") for e in load_errors(config_dir))
+    assert "thresholds must rise" in errors["hydrology.stations.longxi"]
+    assert (
+        "prepare (50.0 mm) must be below evacuate"
+        in errors["hydrology.danger_zones.chuanxi-gully.thresholds.1h"]
+    )
+
+
+def test_hydrology_cross_checks(config_dir: Path) -> None:
+    def break_it(d: dict[str, Any]) -> None:
+        d["hydrology"]["danger_zones"]["chuanxi-gully"]["duty_person"] = "无此人"
+        d["hydrology"]["stations"]["upstream"] = {
+            **d["hydrology"]["stations"]["longxi"],
+            "name": "上游站",
+            "source_ids": ["longxi"],
+        }
+
+    edit_yaml(config_dir / "hydrology.yaml", break_it)
+    errors = {e.path: e.reason for e in load_errors(config_dir)}
+    assert errors["hydrology.danger_zones.chuanxi-gully.duty_person"] == "no subscriber named '无此人'"
+    assert "already belongs to station 'longxi'" in errors["hydrology.stations.upstream.source_ids"]
