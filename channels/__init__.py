@@ -8,8 +8,12 @@ from channels.base import Channel
 
 REGISTRY: dict[str, str] = {
     "sms_http": "channels.sms_http:SmsHttpChannel",
+    "smpp": "channels.smpp:SmppChannel",
     "webhook": "channels.webhook:WebhookChannel",
     "file": "channels.file:FileChannel",
+    "mqtt_loudspeaker": "channels.mqtt_loudspeaker:MqttLoudspeakerChannel",
+    "webpush": "channels.webpush:WebPushChannel",
+    "push_http": "channels.push_http:PushHttpChannel",
 }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -61,6 +61,9 @@ class OutgoingMessage:
     alert: Mapping[str, Any] = field(
         default_factory=dict
     )  # id, identifier, colour, level, msg_type, status, expires
+    # idempotency keys of this recipient's earlier sent deliveries on this channel in the same alert chain
+    # (filled for Update and Cancel), so a terminal can stop / replace what it was told before
+    references: tuple[str, ...] = ()
 
 
 class Outcome(StrEnum):
@@ -77,6 +80,18 @@ class SendResult:
     error: str | None = None  # the provider's reason, in its own words where it gave one
     retry_after: float | None = None  # seconds, from Retry-After or the provider's own hint
     response: Mapping[str, Any] | None = None  # status code / excerpt kept in delivery events
+    # Push tokens of this recipient the provider says are gone for good (Web Push 404/410, FCM UNREGISTERED,
+    # JPush 1011): the dispatcher removes them from the recipient's push_tokens so they are not used again.
+    disable_tokens: tuple[str, ...] = ()
+
+
+class FeedbackSink(Protocol):
+    """Where adapters report what happened after a send (a terminal's play state, a delivery receipt).
+
+    ``msg_id`` is the delivery's idempotency key as the adapter sent it; ``state`` the reported state
+    (e.g. ``playing``, ``success``); ``detail`` whatever else came with it. Unknown msg_ids are recorded too."""
+
+    async def record(self, channel: str, msg_id: str, state: str, detail: Mapping[str, Any]) -> None: ...
 
 
 class ChannelSettings(BaseModel):
@@ -120,6 +135,7 @@ class Channel:
             else self.Settings.model_validate(settings.model_dump())
         )
         self.data_dir = data_dir  # where file-writing adapters put their output
+        self.feedback: FeedbackSink | None = None  # set by the app; adapters with receipts use it
 
     async def start(self) -> None:
         """Open connections; called once before the first send."""

@@ -147,6 +147,7 @@ def delivery_json(row: Mapping[str, Any], *, unmask: bool = False) -> dict[str, 
         "sent_at": row["sent_at"],
         "updated_at": row["updated_at"],
         "rules": row["rules"],
+        "suppressed_by": row["suppressed_by"],  # the alert chain that covered the recipient
     }
 
 
@@ -193,8 +194,15 @@ async def post_alert(request: web.Request) -> web.Response:
     rejected = [
         {"errors": r.errors, "quarantine_id": r.payload_id} for r in results if r.outcome == "rejected"
     ]
-    status = 201 if any(r.outcome == "created" for r in results) else (400 if not created else 200)
-    return _json({"alerts": created, "rejected": rejected}, status=status, tz=app.tz)
+    # Updates/Cancels waiting for their original (applied when it arrives): accepted, not yet processed
+    held = [{"payload_id": r.payload_id, "warnings": r.warnings} for r in results if r.outcome == "held"]
+    if held:
+        status = 202
+    elif any(r.outcome == "created" for r in results):
+        status = 201
+    else:
+        status = 200 if created else 400  # duplicates only / nothing usable
+    return _json({"alerts": created, "rejected": rejected, "held": held}, status=status, tz=app.tz)
 
 
 async def _single_result(app: App, result: IngestResult) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -52,6 +53,21 @@ def recipient_row(person: Subscriber | Terminal) -> dict[str, Any]:
     }
 
 
+class StoreFeedback:
+    """The channels' :class:`channels.base.FeedbackSink`: reports become delivery events in the store."""
+
+    def __init__(self, store: Store, clock: Clock):
+        self.store = store
+        self.clock = clock
+
+    async def record(self, channel: str, msg_id: str, state: str, detail: Mapping[str, Any]) -> None:
+        delivery_id = await self.store.record_feedback(channel, msg_id, state, detail, self.clock.now())
+        if delivery_id is None:
+            log.warning(
+                "channel %s: %s report for unknown msg_id %r (kept in the audit log)", channel, state, msg_id
+            )
+
+
 class App:
     def __init__(self, config: Config, *, clock: Clock | None = None, database: str | None = None):
         self.config = config
@@ -66,6 +82,9 @@ class App:
             )
             for name, settings in config.channels.items()
         }
+        self.feedback = StoreFeedback(self.store, self.clock)
+        for channel in self.channels.values():
+            channel.feedback = self.feedback
         self.dispatcher = Dispatcher(
             store=self.store, channels=self.channels, settings=config.dispatch, clock=self.clock
         )

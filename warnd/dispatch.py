@@ -200,10 +200,15 @@ class Dispatcher:
                 latency_ms.update((m.delivery_id, elapsed_ms) for m in chunk)
                 return results
 
+        disabled: dict[int, set[str]] = {}  # recipient id → push tokens the provider says are gone
         for results in await asyncio.gather(*(send(c) for c in chunks)):
             for result in results:
                 sent_item = by_id.get(result.delivery_id)
                 if sent_item is not None:
+                    if result.disable_tokens:
+                        disabled.setdefault(sent_item.delivery["recipient_id"], set()).update(
+                            result.disable_tokens
+                        )
                     outcome = self._outcome_for(
                         result,
                         sent_item,
@@ -213,6 +218,11 @@ class Dispatcher:
                     )
                     outcome["detail"]["latency_ms"] = latency_ms.get(result.delivery_id)
                     outcomes.append(outcome)
+        if disabled:
+            removed = await self.store.remove_push_tokens(disabled, self.clock.now())
+            log.warning(
+                "%s: disabled %d expired push token(s) of %d recipient(s)", name, removed, len(disabled)
+            )
         counts: dict[str, int] = {}
         for o in outcomes:
             counts[o["event"]] = counts.get(o["event"], 0) + 1
@@ -297,4 +307,5 @@ def _outgoing(item: Claimed, address: str) -> OutgoingMessage:
         repeat=d["repeat"],
         priority=9 if a["status"] in ("Exercise", "Test") else colour_rank,
         alert=a,
+        references=item.references,
     )

@@ -34,7 +34,7 @@ from warnd.config import Config, admin_code
 from warnd.hazards import COLOUR_LABELS, COLOUR_RANK, OASIS_SEVERITY, Catalogue, Hazard, parse_colour
 from warnd.render import Renderer, style_for
 from warnd.rules import DRILL_STATUSES, SILENT_STATUSES, Facts, Plan, PlannedTarget, RuleEngine
-from warnd.store import AudienceQuery, Store
+from warnd.store import NO_LONGER_APPLIES, AudienceQuery, Store
 
 log = logging.getLogger("warnd.pipeline")
 
@@ -193,6 +193,10 @@ class Pipeline:
         )
         if values["fanout"] == "pending":
             await self.fanout(alert_id)
+        elif previous is not None and values["state"] == "expired":  # a stale revision still ends the chain
+            stored = await self.store.get_alert(alert_id)
+            if stored is not None and (await self._uncover(stored, "expired")).get("released"):
+                self.wake()
         await self._apply_held(alert)
         return IngestResult("created", alert_id=alert_id, warnings=warnings)
 
@@ -294,12 +298,34 @@ class Pipeline:
             row = await self.store.get_alert(alert_id)
             if row is None or row["status"] in SILENT_STATUSES:
                 continue
+            try:  # warnings this one suppressed go out to the people it covered
+                if (await self._uncover(row, "expired")).get("released"):
+                    self.wake()
+            except Exception:
+                log.exception("could not release the deliveries alert %s suppressed", alert_id)
             if notify.intersection((row["rules"] or {}).get("rules", ())):
                 try:
                     await self._expiry_note(row)
                 except Exception:  # one odd alert must not stop the others' notes
                     log.exception("could not issue the expiry note of alert %s", alert_id)
         return expired
+
+    async def _uncover(self, row: Mapping[str, Any], because: str) -> dict[str, int]:
+        """The chain of ``row`` stopped covering people (``because``: cancelled | expired | updated): the
+        deliveries of other warnings of its family it suppressed go out to those nothing else covers now."""
+        if not row["hazard_code"] or row["root_id"] is None:
+            return {}
+        stats = await self.store.release_suppressed(
+            row["root_id"], self.catalogue.family_codes(row["hazard_code"]), self.clock.now(), because=because
+        )
+        if stats.get("released"):
+            log.info(
+                "alert chain %s %s: %d suppressed deliveries of other warnings sent now",
+                row["root_id"],
+                because,
+                stats["released"],
+            )
+        return stats
 
     async def _expiry_note(self, row: Mapping[str, Any]) -> IngestResult:
         parsed = row["parsed"]
@@ -467,15 +493,17 @@ class Pipeline:
                 after = chunk[-1]["id"]
                 rows = []
                 for r in chunk:
+                    outside = per_recipient and not (
+                        plan.everywhere or area.contains(r["area_code"], r["lat"], r["lon"])
+                    )
+                    # the note to someone no longer inside is marked: it covers nobody (see Store.inhibit)
+                    rule = NO_LONGER_APPLIES if outside else "previous-recipients"
                     target = PlannedTarget(
-                        rule="previous-recipients",
+                        rule=rule,
                         groups=None,
                         channel=r["channel"],
                         level=plan.level or row["level"],
                         repeat=r["repeat"],
-                    )
-                    outside = per_recipient and not (
-                        plan.everywhere or area.contains(r["area_code"], r["lat"], r["lon"])
                     )
                     if outside:
                         stats["no_longer_applies"] += 1
@@ -495,6 +523,10 @@ class Pipeline:
                     earlier=earlier,
                 )
             )
+        if previous is not None and row["msg_type"] in ("Update", "Cancel"):
+            # the chain may no longer cover people for whom it suppressed another warning (cancelled, or
+            # downgraded / moved away): those warnings go out to them now
+            stats.update(await self._uncover(row, "cancelled" if row["msg_type"] == "Cancel" else "updated"))
         stats.update(messages.stats)
         await self.store.set_alert(alert_id, fanout="done", fanout_stats=dict(stats))
         self.wake()

@@ -181,6 +181,8 @@ deliveries = Table(
     Column("provider_message_id", String(128)),
     Column("error", Text),
     Column("reason", Text),  # why it was suppressed / superseded / sent this way
+    # suppressed: the root of the alert chain that covered the recipient (re-queued when it stops covering)
+    Column("suppressed_by", Integer),
     Column("segments", SmallInteger, nullable=False),
     Column("repeat", SmallInteger, nullable=False),
     Column("level", SmallInteger),
@@ -195,6 +197,7 @@ deliveries = Table(
     Index("ix_deliveries_ready", "status", "channel", "priority", "visible_at"),
     Index("ix_deliveries_recipient", "recipient_id"),
     Index("ix_deliveries_created", "created_at"),
+    Index("ix_deliveries_suppressed_by", "suppressed_by"),
 )
 
 # Every attempt and provider answer; kept for the delivery log and the feedback loop.

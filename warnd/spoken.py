@@ -147,6 +147,7 @@ def to_spoken(text: str, language: str = "zh-CN") -> str:
     text = _RANGE.sub(r"\1到", text)
     text = _NEGATIVE_TEMPERATURE.sub("零下", text)
     text = _NEGATIVE.sub("负", text)
+    text = text.replace("℃", "摄氏度")  # cn2an's own ℃ rule reads 39.5℃ as 三十九.五
 
     try:
         text = cn2an.transform(text, "an2cn")

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     Select,
     and_,
+    bindparam,
     delete,
     event,
     func,
@@ -52,6 +53,17 @@ from warnd.schema import (
 )
 
 RECEIVED = ("sent",)  # delivery statuses that mean the recipient was reached (issue 5 adds delivered)
+# ``deliveries.rules`` of an Update's short note to someone no longer inside its area: it covers nobody
+NO_LONGER_APPLIES = "no-longer-applies"
+# why a suppressed delivery goes out after all (:meth:`Store.release_suppressed`), by what ended the cover
+RELEASED_BECAUSE = {
+    "cancelled": ("已解除", "was cancelled"),
+    "expired": ("已到期", "expired"),
+    "updated": (
+        "已降级或调整范围，不再覆盖该接收人",
+        "was downgraded or moved and no longer covers this recipient",
+    ),
+}
 FINAL = ("sent", "failed", "suppressed", "superseded", "expired")
 
 
@@ -80,6 +92,12 @@ class Claimed:
     recipient: Mapping[str, Any]
     message: Mapping[str, Any]
     alert: Mapping[str, Any]
+    references: tuple[str, ...] = ()  # earlier sent deliveries' idempotency keys (Update/Cancel; see claim)
+
+
+def _covers(d: Any) -> Any:
+    """A delivery of an active warning covers its recipient, unless it is the note that it no longer does."""
+    return or_(d.c.rules.is_(None), d.c.rules != NO_LONGER_APPLIES)
 
 
 def _prefix_range(column: Any, prefix: str) -> Any:
@@ -323,21 +341,16 @@ class Store:
         alert_id: int | None = None,
     ) -> int:
         async with self.write() as conn:
-            result = await conn.execute(
-                insert(payloads)
-                .values(
-                    received_at=received_at,
-                    source=source[:500],
-                    content_type=content_type,
-                    sha256=hashlib.sha256(body).hexdigest(),
-                    body=body,
-                    outcome=outcome,
-                    errors=errors,
-                    alert_id=alert_id,
-                )
-                .returning(payloads.c.id)
+            return await _insert_payload(
+                conn,
+                received_at=received_at,
+                source=source,
+                content_type=content_type,
+                body=body,
+                outcome=outcome,
+                errors=errors,
+                alert_id=alert_id,
             )
-            return int(result.scalar_one())
 
     async def quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
         async with self.read() as conn:
@@ -602,20 +615,15 @@ class Store:
             ).first()
             if existing:
                 return int(existing[0])
-            result = await conn.execute(
-                insert(payloads)
-                .values(
-                    received_at=received_at,
-                    source=source[:500],
-                    content_type=content_type,
-                    sha256=digest,
-                    body=body,
-                    outcome="held",
-                    errors=errors,
-                )
-                .returning(payloads.c.id)
+            return await _insert_payload(
+                conn,
+                received_at=received_at,
+                source=source,
+                content_type=content_type,
+                body=body,
+                outcome="held",
+                errors=errors,
             )
-            return int(result.scalar_one())
 
     async def held_payloads(self, received_before: datetime | None = None) -> list[dict[str, Any]]:
         """Held payloads (oldest first), all or those received before a time."""
@@ -696,8 +704,19 @@ class Store:
             )
 
     async def _end_queued(
-        self, conn: AsyncConnection, where: Any, status: str, reason: str, now: datetime
+        self,
+        conn: AsyncConnection,
+        where: Any,
+        status: str,
+        reason: str,
+        now: datetime,
+        *,
+        suppressed_by: int | None = None,
     ) -> int:
+        """End queued deliveries (``suppressed_by``: the root of the alert chain that covers the recipient)."""
+        values: dict[str, Any] = {"status": status, "reason": reason, "lease_token": None, "updated_at": now}
+        if suppressed_by is not None:
+            values["suppressed_by"] = suppressed_by
         ids = [
             r[0]
             for r in await conn.execute(select(deliveries.c.id).where(where, deliveries.c.status == "queued"))
@@ -707,7 +726,7 @@ class Store:
             await conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id.in_(part), deliveries.c.status == "queued")
-                .values(status=status, reason=reason, lease_token=None, updated_at=now)
+                .values(**values)
             )
             await conn.execute(
                 insert(delivery_events),
@@ -729,7 +748,8 @@ class Store:
         chains: this alert's queued deliveries to people who already have (or are about to get) a warning of
         the same or a higher level are suppressed, naming the covering alert; queued deliveries of lower ones
         to people this alert reaches are suppressed. People who received an earlier revision of this alert's
-        own chain (``earlier``) always get its update."""
+        own chain (``earlier``) always get its update. A suppressed delivery records the root of the covering
+        chain (``suppressed_by``): :meth:`release_suppressed` sends it after all when that chain stops covering."""
         a_other = alerts.alias("other")
         d_other = deliveries.alias("d_other")
         mine = deliveries
@@ -754,13 +774,19 @@ class Store:
         # the covering candidates, best first: each claims the still-queued deliveries of the people it reaches
         # (alerts whose rules opted out with ``inhibit: false`` neither suppress nor are suppressed)
         others = select(
-            a_other.c.id, a_other.c.rank, a_other.c.sender, a_other.c.event, a_other.c.colour, a_other.c.rules
+            a_other.c.id,
+            a_other.c.rank,
+            a_other.c.sender,
+            a_other.c.event,
+            a_other.c.colour,
+            a_other.c.rules,
+            a_other.c.root_id,
         ).where(active_other)
         async with self.write() as conn:
             rows = [r for r in (await conn.execute(others)).all() if (r.rules or {}).get("inhibit", True)]
             suppressed_here = 0
             covering = sorted((r for r in rows if r.rank <= rank), key=lambda r: (r.rank, r.id))
-            for other_id, other_rank, sender, event_name, colour, _rules in covering:
+            for other_id, other_rank, sender, event_name, colour, _rules, other_root in covering:
                 what = f"{sender} {event_name}{COLOUR_LABELS.get(colour or '', '')}"
                 if other_rank < rank:
                     reason = (
@@ -775,10 +801,17 @@ class Store:
                         "already covers this recipient)"
                     )
                 has_it = select(d_other.c.recipient_id).where(
-                    d_other.c.alert_id == other_id, d_other.c.status.in_(("queued", *RECEIVED))
+                    d_other.c.alert_id == other_id,
+                    d_other.c.status.in_(("queued", *RECEIVED)),
+                    _covers(d_other),
                 )
                 suppressed_here += await self._end_queued(
-                    conn, and_(*conds, mine.c.recipient_id.in_(has_it)), "suppressed", reason, now
+                    conn,
+                    and_(*conds, mine.c.recipient_id.in_(has_it)),
+                    "suppressed",
+                    reason,
+                    now,
+                    suppressed_by=other_root,
                 )
             lower_alerts = [r.id for r in rows if r.rank > rank]
             reached_here = select(mine.c.recipient_id).where(
@@ -794,8 +827,117 @@ class Store:
                 "suppressed",
                 f"被更高级别预警 #{alert_id} 覆盖 (a higher-level warning {alert_id} covers this recipient)",
                 now,
+                suppressed_by=root_id,
             )
         return {"suppressed": suppressed_here, "suppressed_lower": suppressed_lower}
+
+    async def release_suppressed(
+        self, root_id: int, hazard_codes: Sequence[str], now: datetime, *, because: str
+    ) -> dict[str, int]:
+        """The alert chain ``root_id`` stopped covering some people (``because``: cancelled, expired, or
+        updated — downgraded or moved). Deliveries it suppressed of warnings that are still active, unexpired
+        and the latest revision of their chain go out after all (re-queued, visible now) to the people no
+        active warning of the family (``hazard_codes``) from another chain covers at the same or a higher
+        level; for people another chain still covers, that chain is recorded as the cover instead. Warnings
+        are taken best first, so that of two warnings both covered by the ended one only the higher goes out."""
+        a, d = alerts, deliveries
+        newer = alerts.alias("newer")
+        d_cover = deliveries.alias("d_cover")
+        live = and_(
+            a.c.state == "active",
+            a.c.rank.is_not(None),
+            or_(a.c.expires.is_(None), a.c.expires > now),
+            ~select(newer.c.id).where(newer.c.root_id == a.c.root_id, newer.c.id > a.c.id).exists(),
+        )
+        waiting = (
+            select(a.c.id, a.c.root_id, a.c.rank)
+            .where(
+                live,
+                a.c.id.in_(
+                    select(d.c.alert_id).where(d.c.status == "suppressed", d.c.suppressed_by == root_id)
+                ),
+            )
+            .order_by(a.c.rank, a.c.id)
+        )
+        family = (
+            select(a.c.id, a.c.root_id, a.c.rank, a.c.rules)
+            .where(live, a.c.hazard_code.in_(list(hazard_codes)))
+            .order_by(a.c.rank, a.c.id)
+        )
+        word, words = RELEASED_BECAUSE[because]
+        reason = (
+            f"原覆盖预警 #{root_id} {word}，补发 (the covering warning, alert {root_id}, {words}: sent now)"
+        )
+        released = recovered = 0
+        async with self.write() as conn:
+            held = (await conn.execute(waiting)).all()
+            if not held:
+                return {}
+            coverers = [r for r in (await conn.execute(family)).all() if (r.rules or {}).get("inhibit", True)]
+
+            def has_it(ids: Sequence[int]) -> Any:  # recipients a warning of ``ids`` covers
+                return select(d_cover.c.recipient_id).where(
+                    d_cover.c.alert_id.in_(list(ids)),
+                    d_cover.c.status.in_(("queued", *RECEIVED)),
+                    _covers(d_cover),
+                )
+
+            for alert_id, alert_root, rank in held:
+                mine = and_(
+                    d.c.alert_id == alert_id, d.c.status == "suppressed", d.c.suppressed_by == root_id
+                )
+                eligible = [c for c in coverers if c.root_id != alert_root and c.rank <= rank]
+                for c in eligible:  # still covered by another chain: that one is the cover now
+                    if c.root_id != root_id:
+                        result = await conn.execute(
+                            update(d)
+                            .where(mine, d.c.recipient_id.in_(has_it([c.id])))
+                            .values(suppressed_by=c.root_id, updated_at=now)
+                        )
+                        recovered += result.rowcount or 0
+                free = select(d.c.id, d.c.ack_deadline, d.c.created_at).where(mine)
+                if eligible:
+                    free = free.where(d.c.recipient_id.not_in(has_it([c.id for c in eligible])))
+                rows = (await conn.execute(free)).all()
+                released += await self._requeue(conn, rows, reason, root_id, now)
+        return {"released": released, "still_covered": recovered}
+
+    async def _requeue(
+        self, conn: AsyncConnection, rows: Sequence[Any], reason: str, covering: int, now: datetime
+    ) -> int:
+        """Suppressed deliveries go out now (an acknowledgement deadline counts from now)."""
+        for start in range(0, len(rows), 5000):
+            part = rows[start : start + 5000]
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_([r.id for r in part]), deliveries.c.status == "suppressed")
+                .values(status="queued", reason=reason, visible_at=now, lease_token=None, updated_at=now)
+            )
+            deadlines = [
+                {"b_id": r.id, "b_deadline": now + (r.ack_deadline - r.created_at)}
+                for r in part
+                if r.ack_deadline is not None
+            ]
+            if deadlines:
+                await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == bindparam("b_id"))
+                    .values(ack_deadline=bindparam("b_deadline", type_=deliveries.c.ack_deadline.type)),
+                    deadlines,
+                )
+            await conn.execute(
+                insert(delivery_events),
+                [
+                    {
+                        "delivery_id": r.id,
+                        "at": now,
+                        "kind": "requeued",
+                        "detail": {"reason": reason, "covering": covering},
+                    }
+                    for r in part
+                ],
+            )
+        return len(rows)
 
     # --- hydrology -------------------------------------------------------------------------------------------
 
@@ -939,6 +1081,7 @@ class Store:
             ]
             if not ids:
                 return token, []
+            root_alert = alerts.alias("root_alert")
             rows = await conn.execute(
                 select(
                     deliveries,
@@ -962,10 +1105,14 @@ class Store:
                     alerts.c.expires,
                     alerts.c.event,
                     alerts.c.hazard_code,
+                    alerts.c.root_id,
+                    root_alert.c.identifier.label("root_identifier"),  # push collapse key (issue 4)
+                    alerts.c.effective,
                 )
                 .join(recipients, recipients.c.id == deliveries.c.recipient_id)
                 .join(messages, messages.c.id == deliveries.c.message_id)
                 .join(alerts, alerts.c.id == deliveries.c.alert_id)
+                .outerjoin(root_alert, root_alert.c.id == alerts.c.root_id)
                 .where(deliveries.c.id.in_(ids))
                 .order_by(deliveries.c.priority, deliveries.c.id)
             )
@@ -1002,10 +1149,13 @@ class Store:
                             "expires": m["expires"].isoformat() if m["expires"] else None,
                             "event": m["event"],
                             "hazard_code": m["hazard_code"],
+                            "root_id": m["root_id"],
+                            "root_identifier": m["root_identifier"],
+                            "effective": m["effective"].isoformat() if m["effective"] else None,
                         },
                     )
                 )
-            return token, claimed
+            return token, await self._with_references(conn, channel, claimed)
 
     async def record_results(self, token: str, outcomes: Sequence[Mapping[str, Any]], now: datetime) -> int:
         """Apply send outcomes, fenced by the lease token: a result lands only if the claim still holds the row.
@@ -1042,6 +1192,78 @@ class Store:
                     )
         return updated
 
+    # --- channel feedback: terminal play states, earlier deliveries an Update/Cancel refers to ----------------
+
+    async def _with_references(
+        self, conn: AsyncConnection, channel: str, claimed: list[Claimed]
+    ) -> list[Claimed]:
+        """Fill ``references`` of claimed Update/Cancel deliveries: the idempotency keys of the same
+        recipient's sent deliveries on this channel for earlier revisions of the same alert chain."""
+        later = {
+            c.delivery["id"]
+            for c in claimed
+            if c.alert["msg_type"] in ("Update", "Cancel") and c.alert["root_id"]
+        }
+        if not later:
+            return claimed
+        rows = await conn.execute(
+            select(deliveries.c.idempotency_key, deliveries.c.recipient_id, alerts.c.root_id)
+            .join(alerts, alerts.c.id == deliveries.c.alert_id)
+            .where(
+                alerts.c.root_id.in_({c.alert["root_id"] for c in claimed if c.delivery["id"] in later}),
+                deliveries.c.channel == channel,
+                deliveries.c.status == "sent",
+                deliveries.c.recipient_id.in_(
+                    {c.delivery["recipient_id"] for c in claimed if c.delivery["id"] in later}
+                ),
+            )
+            .order_by(deliveries.c.id)
+        )
+        keys: dict[tuple[int, int], list[str]] = {}
+        for key, recipient_id, root_id in rows:
+            keys.setdefault((root_id, recipient_id), []).append(key)
+        out = []
+        for c in claimed:
+            if c.delivery["id"] in later:
+                found = keys.get((c.alert["root_id"], c.delivery["recipient_id"]), [])
+                own = c.delivery["idempotency_key"]
+                c = Claimed(c.delivery, c.recipient, c.message, c.alert, tuple(k for k in found if k != own))
+            out.append(c)
+        return out
+
+    async def record_feedback(
+        self, channel: str, msg_id: str, state: str, detail: Mapping[str, Any], now: datetime
+    ) -> int | None:
+        """Record a provider's or terminal's report about a sent message (``msg_id`` = the delivery's
+        idempotency key) as a ``feedback`` delivery event; returns the delivery id. A report for an unknown
+        msg_id is kept in the audit log (action ``feedback_unknown``) and returns None."""
+        event = {"state": state, **dict(detail)}
+        async with self.write() as conn:
+            delivery_id = (
+                await conn.execute(
+                    select(deliveries.c.id).where(
+                        deliveries.c.idempotency_key == msg_id, deliveries.c.channel == channel
+                    )
+                )
+            ).scalar_one_or_none()
+            if delivery_id is None:
+                await conn.execute(
+                    insert(audit_log).values(
+                        at=now,
+                        actor=f"channel:{channel}",
+                        action="feedback_unknown",
+                        target=msg_id[:200],
+                        detail=event,
+                    )
+                )
+                return None
+            await conn.execute(
+                insert(delivery_events).values(delivery_id=delivery_id, at=now, kind="feedback", detail=event)
+            )
+            return int(delivery_id)
+
+    # --- dispatch (continued) --------------------------------------------------------------------------------
+
     async def next_due(self, channel: str) -> datetime | None:
         async with self.read() as conn:
             return (
@@ -1051,6 +1273,32 @@ class Store:
                     )
                 )
             ).scalar_one()
+
+    # --- push tokens: expired subscriptions (issue 4, app push) ----------------------------------------------
+
+    async def remove_push_tokens(self, tokens: Mapping[int, Iterable[str]], now: datetime) -> int:
+        """Remove push tokens a provider called expired or unregistered (recipient id → tokens) from the
+        recipients' ``push_tokens``, so no later delivery uses them; a recipient left with none gets NULL (the
+        audience then skips it for push channels). Returns how many tokens were removed. A later import of the
+        recipient's source (config sync, CSV) that still lists a token brings it back."""
+        removed = 0
+        async with self.write() as conn:
+            for recipient_id, gone in tokens.items():
+                drop = set(gone)
+                query = select(recipients.c.push_tokens).where(recipients.c.id == recipient_id)
+                if not self.is_sqlite:
+                    query = query.with_for_update()
+                current = (await conn.execute(query)).scalar_one_or_none() or []
+                kept = [t for t in current if t not in drop]
+                if len(kept) == len(current):
+                    continue
+                await conn.execute(
+                    update(recipients)
+                    .where(recipients.c.id == recipient_id)
+                    .values(push_tokens=kept or None, updated_at=now)
+                )
+                removed += len(current) - len(kept)
+        return removed
 
     # --- delivery log ------------------------------------------------------------------------------------------
 
@@ -1085,6 +1333,7 @@ class Store:
                 d.c.sent_at,
                 d.c.updated_at,
                 d.c.rules,
+                d.c.suppressed_by,
             )
             .join(r, r.c.id == d.c.recipient_id)
             .join(m, m.c.id == d.c.message_id)
@@ -1162,6 +1411,34 @@ class Store:
                     feed_entries.c.feed == feed, feed_entries.c.entry_key == entry_key[:600]
                 )
             )
+
+
+async def _insert_payload(
+    conn: AsyncConnection,
+    *,
+    received_at: datetime,
+    source: str,
+    content_type: str | None,
+    body: bytes,
+    outcome: str,
+    errors: list[str] | None,
+    alert_id: int | None = None,
+) -> int:
+    result = await conn.execute(
+        insert(payloads)
+        .values(
+            received_at=received_at,
+            source=source[:500],
+            content_type=content_type,
+            sha256=hashlib.sha256(body).hexdigest(),
+            body=body,
+            outcome=outcome,
+            errors=errors,
+            alert_id=alert_id,
+        )
+        .returning(payloads.c.id)
+    )
+    return int(result.scalar_one())
 
 
 _RECIPIENT_UPSERT_COLUMNS = (

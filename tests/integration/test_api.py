@@ -213,6 +213,51 @@ async def test_deliveries_with_events_after_drain(client: TestClient, app: App) 
 # --- lifecycle through the API ---
 
 
+def edxl(*alerts: bytes) -> bytes:
+    """An EDXL-DE distribution carrying several CAP messages."""
+    objects = "".join(
+        "<de:contentObject><de:xmlContent><de:embeddedXMLContent>"
+        + a.decode().split("?>", 1)[-1].strip()
+        + "</de:embeddedXMLContent></de:xmlContent></de:contentObject>"
+        for a in alerts
+    )
+    return f"""<de:EDXLDistribution xmlns:de="urn:oasis:names:tc:emergency:EDXL:DE:1.0">
+<de:distributionID>D1</de:distributionID><de:senderID>relay@example.cn</de:senderID>
+<de:dateTimeSent>2024-07-12T05:45:00+08:00</de:dateTimeSent><de:distributionStatus>Actual</de:distributionStatus>
+<de:distributionType>Report</de:distributionType><de:combinedConfidentiality>UNCLASSIFIED</de:combinedConfidentiality>
+{objects}</de:EDXLDistribution>""".encode()
+
+
+def early_update(identifier: str = "50022841600000_20240712054000", sent: str = "05:40:00") -> bytes:
+    """An Update of FIRST, posted before FIRST itself."""
+    return cap_cn(identifier=identifier, msg_type="Update", references=FIRST, sent=f"2024-07-12 {sent}+08:00")
+
+
+async def test_update_before_its_alert_is_accepted_as_held(client: TestClient, app: App) -> None:
+    status, data = await post_cap(client, early_update())
+    assert status == 202, data
+    assert data["held"] is True and isinstance(data["payload_id"], int)
+    assert any("held" in w for w in data["warnings"])
+    assert (await app.store.payload(data["payload_id"]))["outcome"] == "held"
+    status, first = await post_cap(client, cap_cn())
+    assert status == 201, first
+    assert (await app.store.payload(data["payload_id"]))["outcome"] == "applied"
+
+
+async def test_several_alerts_in_one_post_with_held_ones(client: TestClient, app: App) -> None:
+    """An EDXL-DE body: held items are listed (202), never answered as a bad request."""
+    status, data = await post_cap(client, edxl(early_update(), early_update("u-0545", "05:45:00")))
+    assert status == 202, data
+    assert data["alerts"] == [] and data["rejected"] == []
+    assert len({h["payload_id"] for h in data["held"]}) == 2
+    other = cap_cn(identifier="gale-0531", event_code="11B06", event="大风", sent="2024-07-12 05:31:00+08:00")
+    status, data = await post_cap(client, edxl(early_update("u-0550", "05:50:00"), other))
+    assert status == 202, data
+    assert [a["identifier"] for a in data["alerts"]] == ["gale-0531"]
+    [held] = data["held"]
+    assert (await app.store.payload(held["payload_id"]))["outcome"] == "held"
+
+
 async def test_update_then_cancel_attach_to_the_first_alert(
     client: TestClient, app: App, clock: FakeClock
 ) -> None:

@@ -182,6 +182,7 @@ async def _post_readings(client: TestClient, clock: FakeClock) -> None:
     assert "time" in error and (await bad.json())["quarantine_id"]
     status = await (await client.get("/api/v1/hydrology")).json()
     assert status["stations"][0]["colour"] == "yellow"
+    assert status["stations"][0]["latest"]["time"].endswith("+08:00")  # shown in the district's time zone
 
 
 class GaugeServer(LocalServer):

@@ -332,6 +332,235 @@ async def test_a_chain_keeps_its_own_recipients_informed(app: App, clock: FakeCl
     assert all("解除" in r["body"] for r in cancel_rows if r["recipient"] != "彭海涛")
 
 
+# --- the covering warning ends: what it suppressed goes out ---------------------------------------------------
+
+
+def flash_flood(
+    identifier: str = "water-0535",
+    *,
+    severity: str = "Orange",
+    geocode: str = PINGJIN,
+    sent: str = "2024-07-12 05:35:00+08:00",
+    msg_type: str = "Alert",
+    references: str = "",
+) -> bytes:
+    """The water bureau's flash-flood (山洪) warning, same family as the rainstorm."""
+    return from_sender(
+        cap_cn(
+            identifier=identifier,
+            msg_type=msg_type,
+            references=references,
+            event_code="11A51",
+            event="山洪",
+            severity=severity,
+            geocode=geocode,
+            sent=sent,
+            description="梁平区水利局发布山洪橙色预警：屏锦镇沿河一带发生山洪可能性大。",
+        ),
+        "梁平区水利局",
+    )
+
+
+def rain_revision(identifier: str, sent: str, *, msg_type: str = "Update", **overrides: str) -> bytes:
+    return cap_cn(identifier=identifier, msg_type=msg_type, references="met-0530", sent=sent, **overrides)
+
+
+async def rain_covers_flash(
+    app: App, clock: FakeClock, *, severity: str = "Orange", geocode: str = PINGJIN, **rain: str
+) -> tuple[int, int]:
+    """Rainstorm (weather bureau) sent, then the water bureau's orange flash-flood warning for the same people:
+    suppressed for every one of them. Returns both alert ids."""
+    [covering] = await app.pipeline.ingest(
+        cap_cn(identifier="met-0530", severity=severity, geocode=geocode, **rain), source="t"
+    )
+    await app.dispatcher.drain()
+    clock.advance(300)
+    [flash] = await app.pipeline.ingest(flash_flood(geocode=geocode), source="t")
+    await app.dispatcher.drain()
+    assert covering.alert_id and flash.alert_id
+    rows = await deliveries(app, flash.alert_id)
+    assert rows and {r["status"] for r in rows} == {"suppressed"}
+    assert {r["suppressed_by"] for r in rows} == {covering.alert_id}
+    return covering.alert_id, flash.alert_id
+
+
+async def assert_resent(app: App, flash_id: int, before: list[dict], why: str) -> None:
+    """Every suppressed flash-flood delivery went out: the same rows (same idempotency), queued → sent, with
+    the reason and a ``requeued`` event."""
+    rows = await deliveries(app, flash_id)
+    assert [r["id"] for r in rows] == [r["id"] for r in before]
+    assert {r["status"] for r in rows} == {"queued"}
+    assert all(why in r["reason"] and "补发" in r["reason"] and "sent now" in r["reason"] for r in rows)
+    # an acknowledgement deadline counts from now, not from when the warning was suppressed
+    acked = [r for r in rows if r["ack_required"]]
+    assert acked and all(r["ack_deadline"] > app.clock.now() for r in acked)
+    events = await app.store.delivery_events(r["id"] for r in rows)
+    assert all([e["kind"] for e in events[r["id"]]] == ["suppressed", "requeued"] for r in rows)
+    await app.dispatcher.drain()
+    rows = await deliveries(app, flash_id)
+    assert {r["status"] for r in rows} == {"sent"}
+    assert all("山洪" in r["body"] for r in rows if r["recipient"] != "彭海涛")
+
+
+async def test_cancel_of_the_covering_warning_sends_the_suppressed_one(app: App, clock: FakeClock) -> None:
+    """Rainstorm orange covers 屏锦镇; the flash-flood orange for 屏锦镇 is suppressed; the rainstorm is lifted
+    (解除) while the flash-flood warning is still active: everyone gets the 解除 and the flash-flood warning."""
+    rain_id, flash_id = await rain_covers_flash(app, clock)
+    before = await deliveries(app, flash_id)
+    clock.advance(1800)
+    [cancel] = await app.pipeline.ingest(
+        rain_revision("met-0600", "2024-07-12 06:00:00+08:00", msg_type="Cancel", severity="Orange"),
+        source="t",
+    )
+    assert (await app.store.get_alert(cancel.alert_id))["fanout_stats"]["released"] == len(before)
+    await assert_resent(app, flash_id, before, f"原覆盖预警 #{rain_id} 已解除")
+    # both went out: the 解除 of the rainstorm and the flash-flood warning, to the same people
+    cancel_rows = await deliveries(app, cancel.alert_id)
+    assert {r["status"] for r in cancel_rows} == {"sent"}
+    assert {r["recipient_key"] for r in before} <= {r["recipient_key"] for r in cancel_rows}
+    # nothing more happens when the sweep or another revision runs again
+    assert await app.pipeline.expire() == []
+    assert {r["status"] for r in await deliveries(app, flash_id)} == {"sent"}
+
+
+async def test_the_lower_of_two_suppressed_warnings_stays_covered(app: App, clock: FakeClock) -> None:
+    """Rainstorm orange covers a flash-flood orange and a flood yellow: when it is lifted only the flash-flood
+    warning goes out; the flood yellow is now covered by it (and recorded so)."""
+    rain_id, flash_id = await rain_covers_flash(app, clock)
+    clock.advance(60)
+    flood_xml = from_sender(
+        cap_cn(
+            identifier="hydro-0540",
+            event_code="11A01",
+            event="洪水",
+            severity="Yellow",
+            geocode=PINGJIN,
+            sent="2024-07-12 05:40:00+08:00",
+        ),
+        "梁平区水文站",
+    )
+    [flood] = await app.pipeline.ingest(flood_xml, source="t")
+    flood_rows = await deliveries(app, flood.alert_id)
+    assert {(r["status"], r["suppressed_by"]) for r in flood_rows} == {("suppressed", rain_id)}
+    clock.advance(1800)
+    await app.pipeline.ingest(
+        rain_revision("met-0600", "2024-07-12 06:00:00+08:00", msg_type="Cancel", severity="Orange"),
+        source="t",
+    )
+    assert {r["status"] for r in await deliveries(app, flash_id)} == {"queued"}
+    flood_rows = await deliveries(app, flood.alert_id)
+    assert {(r["status"], r["suppressed_by"]) for r in flood_rows} == {("suppressed", flash_id)}
+
+
+async def test_expiry_of_the_covering_warning_sends_the_suppressed_one(app: App, clock: FakeClock) -> None:
+    rain_id, flash_id = await rain_covers_flash(app, clock, expires="2024-07-12 08:00:00+08:00")
+    before = await deliveries(app, flash_id)
+    clock.advance(2 * 3600)
+    assert await app.pipeline.expire() == []
+    assert {r["status"] for r in await deliveries(app, flash_id)} == {"suppressed"}
+    clock.advance(3600)  # 08:31 (+08:00): the rainstorm has expired, the flash-flood warning (17:30) has not
+    assert await app.pipeline.expire() == [rain_id]
+    await assert_resent(app, flash_id, before, f"原覆盖预警 #{rain_id} 已到期")
+    assert await app.pipeline.expire() == []
+
+
+async def test_a_stale_revision_of_the_covering_warning_ends_it(app: App, clock: FakeClock) -> None:
+    """An Update of the rainstorm that arrives already expired is not sent, but the chain is over: the
+    suppressed flash-flood warning goes out."""
+    rain_id, flash_id = await rain_covers_flash(app, clock)
+    before = await deliveries(app, flash_id)
+    [stale] = await app.pipeline.ingest(
+        rain_revision(
+            "met-0531", "2024-07-12 05:31:00+08:00", severity="Orange", expires="2024-07-12 05:35:00+08:00"
+        ),
+        source="t",
+    )
+    assert (await app.store.get_alert(stale.alert_id))["state"] == "expired"
+    await assert_resent(app, flash_id, before, f"原覆盖预警 #{rain_id} 已到期")
+
+
+async def test_downgrade_of_the_covering_warning_below_the_suppressed_level(
+    app: App, clock: FakeClock
+) -> None:
+    """Rainstorm red covers the flash-flood orange; red → orange still covers it (nothing sent); orange →
+    yellow no longer does: the flash-flood orange goes out."""
+    rain_id, flash_id = await rain_covers_flash(app, clock, severity="Red")
+    before = await deliveries(app, flash_id)
+    clock.advance(1800)
+    [orange] = await app.pipeline.ingest(
+        rain_revision("met-0600", "2024-07-12 06:00:00+08:00", severity="Orange"), source="t"
+    )
+    assert (await app.store.get_alert(orange.alert_id))["fanout_stats"].get("released") == 0
+    rows = await deliveries(app, flash_id)
+    assert {(r["status"], r["suppressed_by"]) for r in rows} == {("suppressed", rain_id)}
+    await app.dispatcher.drain()
+    clock.advance(1800)
+    [yellow] = await app.pipeline.ingest(
+        rain_revision("met-0630", "2024-07-12 06:30:00+08:00", severity="Yellow"), source="t"
+    )
+    assert {r["status"] for r in await deliveries(app, yellow.alert_id)} == {"queued"}  # the downgrade
+    await assert_resent(app, flash_id, before, f"原覆盖预警 #{rain_id} 已降级或调整范围")
+
+
+async def test_update_that_moves_the_covering_warning_away(app: App, clock: FakeClock) -> None:
+    """Rainstorm orange for 屏锦镇 + 礼让镇 covers the flash-flood orange for both; the rainstorm shrinks to 屏锦镇:
+    礼让镇 (who only get the "no longer in the area" note) get the flash-flood warning, 屏锦镇 do not."""
+    _rain_id, flash_id = await rain_covers_flash(app, clock, geocode=areas(PINGJIN, LIRANG))
+    clock.advance(1800)
+    [update] = await app.pipeline.ingest(
+        rain_revision("met-0600", "2024-07-12 06:00:00+08:00", severity="Orange", geocode=PINGJIN), source="t"
+    )
+    assert (await app.store.get_alert(update.alert_id))["fanout_stats"]["no_longer_applies"]
+    rows = await deliveries(app, flash_id)
+    moved = {r["id"] for r in rows if r["area_code"].startswith(LIRANG[:9])}
+    assert moved and len(moved) < len(rows)
+    assert {r["id"] for r in rows if r["status"] == "queued"} == moved
+    assert {r["status"] for r in rows if r["id"] not in moved} == {"suppressed"}
+    await app.dispatcher.drain()
+    assert {r["id"] for r in await deliveries(app, flash_id) if r["status"] == "sent"} == moved
+
+
+async def test_nothing_is_resent_for_a_cancelled_or_superseded_warning(app: App, clock: FakeClock) -> None:
+    rain_id, flash_id = await rain_covers_flash(app, clock)
+    clock.advance(600)
+    # the flash-flood warning is revised (its earlier revision superseded), and both revisions are suppressed
+    [flash_update] = await app.pipeline.ingest(
+        flash_flood(
+            "water-0545", msg_type="Update", references="water-0535", sent="2024-07-12 05:45:00+08:00"
+        ),
+        source="t",
+    )
+    updated_rows = await deliveries(app, flash_update.alert_id)
+    assert {(r["status"], r["suppressed_by"]) for r in updated_rows} == {("suppressed", rain_id)}
+    clock.advance(600)
+    await app.pipeline.ingest(
+        rain_revision("met-0600", "2024-07-12 06:00:00+08:00", msg_type="Cancel", severity="Orange"),
+        source="t",
+    )
+    # only the latest revision goes out, once per person and channel
+    assert {r["status"] for r in await deliveries(app, flash_id)} == {"suppressed"}
+    assert {r["status"] for r in await deliveries(app, flash_update.alert_id)} == {"queued"}
+
+
+async def test_nothing_is_resent_for_a_warning_cancelled_meanwhile(app: App, clock: FakeClock) -> None:
+    _rain_id, flash_id = await rain_covers_flash(app, clock)
+    clock.advance(600)
+    [flash_cancel] = await app.pipeline.ingest(
+        flash_flood(
+            "water-0545", msg_type="Cancel", references="water-0535", sent="2024-07-12 05:45:00+08:00"
+        ),
+        source="t",
+    )
+    assert await deliveries(app, flash_cancel.alert_id) == []  # nobody had it
+    clock.advance(600)
+    [cancel] = await app.pipeline.ingest(
+        rain_revision("met-0600", "2024-07-12 06:00:00+08:00", msg_type="Cancel", severity="Orange"),
+        source="t",
+    )
+    assert {r["status"] for r in await deliveries(app, flash_id)} == {"suppressed"}
+    assert "released" not in (await app.store.get_alert(cancel.alert_id))["fanout_stats"]
+
+
 # --- out-of-order arrival ------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from conftest import ROOT, edit_yaml
 
+from channels import REGISTRY
 from warnd.config import (
     ConfigError,
     ConfigInvalid,
@@ -316,7 +317,7 @@ def test_channel_errors(config_dir: Path) -> None:
     assert all(e.file == str(config_dir / "channels.yaml") for e in errors.values())
     assert (
         errors["channels.push.adapter"].reason
-        == "unknown adapter 'carrier_pigeon' (known: file, sms_http, webhook)"
+        == f"unknown adapter 'carrier_pigeon' (known: {', '.join(sorted(REGISTRY))})"
     )
     assert errors["channels.loudspeaker.adapter"].reason.startswith("required")
     assert "valid number" in errors["channels.sms.rate_per_second"].reason

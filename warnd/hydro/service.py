@@ -367,7 +367,7 @@ def _row(r: Reading, source: str, now: datetime) -> dict[str, Any]:
 
 
 def _problem(r: Reading) -> dict[str, Any]:
-    return {"gauge": r.station, "time": r.time.isoformat(), "problem": r.problem}
+    return {"gauge": r.station, "time": r.time, "problem": r.problem}
 
 
 def _clock_time(when: datetime) -> str:
@@ -411,7 +411,7 @@ def _reading_json(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return None
     return {
         "gauge": row["gauge"],
-        "time": row["time"].isoformat(),
+        "time": row["time"],
         "level": row["level"],
         "flow": row["flow"],
         "rainfall": row["rainfall"],
