@@ -72,6 +72,9 @@ class MqttLoudspeakerSettings(ChannelSettings):
     """How long a send waits for the first connection before answering RETRY."""
     reconnect_min: float = Field(default=1.0, gt=0)
     reconnect_max: float = Field(default=30.0, gt=0)
+    audio_base_url: str | None = None
+    """Where terminals fetch the rendered WAV (``http://<warnd>/api/v1/audio``); with it, commands whose script
+    was rendered to audio (espeak-ng installed) carry ``audio_url``. Without it: ``audio`` (the file name) only."""
 
 
 @dataclass
@@ -129,7 +132,18 @@ def command(message: OutgoingMessage, settings: MqttLoudspeakerSettings, now: da
         "interrupt": red and drill == "none",
         "alert_identifier": alert.get("identifier"),
         "sent_at": now.isoformat(),
+        **_audio(message, settings),
     }
+
+
+def _audio(message: OutgoingMessage, settings: MqttLoudspeakerSettings) -> dict[str, str]:
+    """``audio`` / ``audio_url`` when the script was rendered to a WAV (warnd/audio.py)."""
+    name = (message.data or {}).get("audio")
+    if not name:
+        return {}
+    if settings.audio_base_url:
+        return {"audio": str(name), "audio_url": f"{settings.audio_base_url.rstrip('/')}/{name}"}
+    return {"audio": str(name)}
 
 
 class MqttLoudspeakerChannel(Channel):
@@ -323,7 +337,7 @@ class MqttLoudspeakerChannel(Channel):
         terminal = message.recipient.terminal_id or message.address
         offline = self.offline_reason(terminal)
         if offline is not None:
-            return SendResult(message.delivery_id, Outcome.FAILED, error=offline)
+            return SendResult(message.delivery_id, Outcome.FAILED, error=offline, unreachable=True)
         client = self._client
         if client is None or not self._connected.is_set():
             reason = f"mqtt broker {self.settings.host}:{self.settings.port} unreachable"

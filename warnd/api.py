@@ -253,6 +253,15 @@ async def post_readings(request: web.Request) -> web.Response:
     return _json(summary, tz=app.tz)
 
 
+async def audio(request: web.Request) -> web.StreamResponse:
+    """A loudspeaker script rendered to WAV (warnd/audio.py), for terminals that play audio files."""
+    app = request.app[APP_KEY]
+    path = app.speech.path(request.match_info["name"])
+    if path is None:
+        return _error(404, "no such audio file")
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "max-age=86400"})
+
+
 async def hydrology(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     return _json(await app.hydro.status(), tz=app.tz)
@@ -421,4 +430,5 @@ def make_web_app(app: App) -> web.Application:
     web_app.router.add_get("/api/v1/feeds", feeds)
     web_app.router.add_post("/api/v1/readings", post_readings)
     web_app.router.add_get("/api/v1/hydrology", hydrology)
+    web_app.router.add_get("/api/v1/audio/{name}", audio)
     return web_app

@@ -11,6 +11,7 @@ from channels import adapter_class
 from channels.base import Channel
 from warnd.clock import Clock, SystemClock
 from warnd.config import Config, Subscriber, Terminal
+from warnd.audio import Speech
 from warnd.dispatch import Dispatcher
 from warnd.hydro.service import HydroService
 from warnd.pipeline import Pipeline
@@ -82,6 +83,7 @@ class App:
             )
             for name, settings in config.channels.items()
         }
+        self.speech = Speech(config.audio, config.data_dir / "audio")
         self.feedback = StoreFeedback(self.store, self.clock)
         for channel in self.channels.values():
             channel.feedback = self.feedback
@@ -94,6 +96,7 @@ class App:
             renderer=self.renderer,
             clock=self.clock,
             wake=self.dispatcher.wake,
+            speech=self.speech,
         )
         self.hydro = HydroService(config=config, store=self.store, pipeline=self.pipeline, clock=self.clock)
         self._channels_started = False

@@ -53,6 +53,7 @@ FILES = {
         "database",
         "templates",
         "api",
+        "audio",
         "dispatch",
         "lifecycle",
         "roles",
@@ -139,6 +140,16 @@ class _Model(BaseModel):
 class ApiToken(_Model):
     name: str
     token: str  # write as ${ENV}; an empty value disables the entry
+
+
+class AudioSettings(_Model):
+    """Offline TTS for loudspeaker scripts (warnd/audio.py); used only when ``command`` is installed."""
+
+    enabled: bool = True
+    command: str = "espeak-ng"
+    voices: dict[str, str] = {"zh": "cmn", "en": "en"}  # language (or its primary tag) → voice
+    speed: int = Field(150, ge=80, le=450)  # words per minute; slower than speech, for loudspeakers
+    timeout: Duration = 20.0
 
 
 class ApiSettings(_Model):
@@ -373,6 +384,7 @@ class Config(_Model):
     database: str | None = None
     templates: Path
     api: ApiSettings = ApiSettings()
+    audio: AudioSettings = AudioSettings()
     dispatch: DispatchSettings = DispatchSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
     roles: dict[str, str] = DEFAULT_ROLES
@@ -594,7 +606,7 @@ def _without_invalid_items(
     for loc in locations:
         section = str(loc[0]) if loc else ""
         value = raw.get(section)
-        if len(loc) >= 2 and isinstance(value, list | dict) and section not in ("api", "dispatch"):
+        if len(loc) >= 2 and isinstance(value, list | dict) and section not in ("api", "audio", "dispatch"):
             bad.setdefault(section, set()).add(loc[1])
         else:
             cleaned.pop(section, None)

@@ -26,6 +26,7 @@ from typing import Any
 from channels import adapter_class
 from channels.base import Address
 from warnd.audience import AlertArea
+from warnd.audio import Speech
 from warnd.cap import InvalidDocument, parse, parse_alert
 from warnd.cap.build import build_cap_xml
 from warnd.cap.model import Alert, ParsedAlert, Reference
@@ -95,12 +96,14 @@ class Pipeline:
         renderer: Renderer,
         clock: Clock,
         wake: Callable[[], None] = lambda: None,
+        speech: Speech | None = None,
     ):
         self.config = config
         self.store = store
         self.renderer = renderer
         self.clock = clock
         self.wake = wake  # tells the dispatcher there is new work
+        self.speech = speech  # renders spoken scripts to WAV when an offline TTS is installed
         self.rules = RuleEngine(config)
         self.catalogue: Catalogue = config.catalogue()
 
@@ -741,6 +744,10 @@ class _MessageMaker:
                 x for x in (alert["headline"] or alert["event"], "：", alert["description"] or "") if x
             )
             title, data, segments, truncated = alert["headline"], {}, 1, False
+        if style == "spoken" and self.p.speech is not None:
+            audio = await self.p.speech.render(body, language)
+            if audio is not None:
+                data = {**data, "audio": audio.name}
         message_id = await self.p.store.insert_message(
             {
                 "alert_id": self.alert["id"],
