@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Address(StrEnum):
@@ -83,6 +83,10 @@ class SendResult:
     # Push tokens of this recipient the provider says are gone for good (Web Push 404/410, FCM UNREGISTERED,
     # JPush 1011): the dispatcher removes them from the recipient's push_tokens so they are not used again.
     disable_tokens: tuple[str, ...] = ()
+    # The recipient's endpoint is down (a loudspeaker terminal offline), not the message or the provider: with
+    # FAILED, the dispatcher counts it against that target's circuit breaker and may fail over (rules
+    # ``failover`` / ``failover_groups``). A bad phone number is FAILED without this flag.
+    unreachable: bool = False
 
 
 class FeedbackSink(Protocol):
@@ -92,6 +96,23 @@ class FeedbackSink(Protocol):
     (e.g. ``playing``, ``success``); ``detail`` whatever else came with it. Unknown msg_ids are recorded too."""
 
     async def record(self, channel: str, msg_id: str, state: str, detail: Mapping[str, Any]) -> None: ...
+
+
+class BreakerSettings(BaseModel):
+    """The channel's circuit breaker (``breaker:`` in a channel's settings; docs/failover.md).
+
+    Only provider / transport failures count (a request whose every message came back RETRY: timeouts, 5xx,
+    429, connection errors); a provider that answers, even with a per-number refusal, counts as a success."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failures: int = Field(5, ge=1)  # consecutive failed requests that open the breaker
+    error_rate: float = Field(0.5, gt=0, le=1)  # ... or this share of failed requests within ``window``
+    window: float = Field(60.0, gt=0)  # seconds
+    min_attempts: int = Field(10, ge=1)  # requests within ``window`` before ``error_rate`` applies
+    open_for: float = Field(30.0, gt=0)  # seconds open before half-open probes are let through
+    probes: int = Field(1, ge=1)  # requests let through while half-open; a success closes, a failure re-opens
+    target_failures: int = Field(1, ge=1)  # per terminal: "unreachable" results in a row that open it
 
 
 class ChannelSettings(BaseModel):
@@ -110,6 +131,7 @@ class ChannelSettings(BaseModel):
     backoff_initial: float = 2.0  # seconds; doubles per attempt, full jitter
     backoff_max: float = 300.0
     timeout: float = 10.0  # seconds per provider request
+    breaker: BreakerSettings = BreakerSettings()  # circuit breaker (warnd/health.py, docs/failover.md)
 
     # Secrets (gateway keys, tokens) are written in config as ${ENV_VAR}; the loader substitutes them and
     # reports a missing variable as a configuration error, so settings hold plain values here.

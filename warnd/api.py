@@ -396,21 +396,38 @@ async def feeds(request: web.Request) -> web.Response:
     return _json({"status": "degraded" if stale else "ok", "stale": stale, "feeds": out}, tz=app.tz)
 
 
+async def channels(request: web.Request) -> web.Response:
+    """Per channel: its adapter and circuit breaker (state closed / open / half_open, failures in a row, error
+    rate in the window, opened_at, retry_at, last_error) and the open breakers of its terminals; ``status`` is
+    "degraded" if any breaker is open. In memory, per process (docs/failover.md)."""
+    app = request.app[APP_KEY]
+    health = app.dispatcher.health
+    out = [
+        {"name": name, "adapter": app.config.channels[name]["adapter"], **health.snapshot(name)}
+        for name in sorted(app.channels)
+    ]
+    open_ = health.open_breakers()
+    return _json({"status": "degraded" if open_ else "ok", "open": open_, "channels": out}, tz=app.tz)
+
+
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: 503 only when the database is unreachable. A stale feed makes the status "degraded" (still
-    200 — restarting warnd does not bring a publisher back) and is named under ``feeds.stale``."""
+    """Liveness: 503 only when the database is unreachable. A stale feed or an open circuit breaker makes the
+    status "degraded" (still 200 — restarting warnd does not bring a publisher or a provider back), named under
+    ``feeds.stale`` / ``breakers.open``."""
     app = request.app[APP_KEY]
     try:
         await app.store.recipient_count()
         stale = [f["name"] for f in await _feed_health(app) if f["stale"]]
     except Exception as exc:
         return _json({"status": "error", "database": str(exc)}, status=503)
+    open_breakers = app.dispatcher.health.open_breakers()
     return _json(
         {
-            "status": "degraded" if stale else "ok",
+            "status": "degraded" if stale or open_breakers else "ok",
             "version": __version__,
             "channels": sorted(app.channels),
             "feeds": {"stale": stale},
+            "breakers": {"open": open_breakers},
         }
     )
 
@@ -428,6 +445,7 @@ def make_web_app(app: App) -> web.Application:
     web_app.router.add_post("/api/v1/broadcasts", post_broadcast)
     web_app.router.add_get("/api/v1/quarantine", quarantine)
     web_app.router.add_get("/api/v1/feeds", feeds)
+    web_app.router.add_get("/api/v1/channels", channels)
     web_app.router.add_post("/api/v1/readings", post_readings)
     web_app.router.add_get("/api/v1/hydrology", hydrology)
     web_app.router.add_get("/api/v1/audio/{name}", audio)

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 from channels import adapter_class
 from channels.base import Channel
+from warnd.audio import Speech
 from warnd.clock import Clock, SystemClock
 from warnd.config import Config, Subscriber, Terminal
-from warnd.audio import Speech
 from warnd.dispatch import Dispatcher
 from warnd.hydro.service import HydroService
 from warnd.pipeline import Pipeline
@@ -98,6 +98,7 @@ class App:
             wake=self.dispatcher.wake,
             speech=self.speech,
         )
+        self.dispatcher.failover = self.pipeline.fail_over  # alternates when a channel or terminal is down
         self.hydro = HydroService(config=config, store=self.store, pipeline=self.pipeline, clock=self.clock)
         self._channels_started = False
 

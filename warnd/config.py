@@ -178,6 +178,21 @@ class Target(_Model):
     ack_required: bool = False
     ack_within: Duration | None = None  # used by the acknowledgement (叫应) sweep
     repeat: int = Field(1, ge=1, le=10)
+    # failover (docs/failover.md): when a channel of this target is down (circuit open, retries exhausted),
+    # send on the first available of these channels instead ...
+    failover: list[str] = []
+    # ... and when a terminal (village loudspeaker) is unreachable, tell these groups in the terminal's
+    # village (its admin code) on ``failover_channels``
+    failover_groups: list[str] = []
+    failover_channels: list[str] = []
+
+    @model_validator(mode="after")
+    def _failover_pairs(self) -> Target:
+        if self.failover_groups and not self.failover_channels:
+            raise ValueError("failover_groups needs failover_channels (how to reach those groups)")
+        if self.failover_channels and not self.failover_groups:
+            raise ValueError("failover_channels needs failover_groups (whom to reach)")
+        return self
 
 
 class Rule(_Model):
@@ -719,6 +734,28 @@ def _cross_check(config: Config, where: _Where) -> list[ConfigError]:
                         "rules",
                         f"rules[{at('rules', r)}].targets[{t}].channels[{c}]",
                         f"unknown channel {channel!r} (known: {known})",
+                    )
+            for key in ("failover", "failover_channels"):
+                for c, channel in enumerate(getattr(target, key)):
+                    if channel not in known_channels:
+                        known = ", ".join(sorted(known_channels)) or "none configured"
+                        err(
+                            "rules",
+                            f"rules[{at('rules', r)}].targets[{t}].{key}[{c}]",
+                            f"unknown channel {channel!r} (known: {known})",
+                        )
+                    elif key == "failover" and channel in target.channels:
+                        err(
+                            "rules",
+                            f"rules[{at('rules', r)}].targets[{t}].failover[{c}]",
+                            f"{channel!r} is already one of the target's channels; failover names alternates",
+                        )
+            for g, group_name in enumerate(target.failover_groups):
+                if group_name not in known_groups:
+                    err(
+                        "rules",
+                        f"rules[{at('rules', r)}].targets[{t}].failover_groups[{g}]",
+                        f"unknown group {group_name!r}",
                     )
     names = [rule.name for rule in config.rules]
     for r, name in enumerate(names):

@@ -13,17 +13,29 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from channels.base import Address, Channel, Outcome, OutgoingMessage, Recipient, SendResult
 from warnd.clock import Clock
 from warnd.config import DispatchSettings
 from warnd.hazards import COLOUR_RANK
+from warnd.health import OPEN, CircuitBreaker, Health
 from warnd.store import Claimed, Store
 
 log = logging.getLogger("warnd.dispatch")
+
+# colours that fail over as soon as the channel's breaker opens, without waiting for their own retries
+URGENT_COLOURS = ("red", "orange")
+
+
+class FailoverHandler(Protocol):
+    """Creates a delivery's alternates (:meth:`warnd.pipeline.Pipeline.fail_over`); None if none could."""
+
+    def __call__(
+        self, item: Claimed, why: str, *, available: Callable[[str], bool], channels: Collection[str]
+    ) -> Awaitable[Any]: ...
 
 
 class TokenBucket:
@@ -79,6 +91,7 @@ class Dispatcher:
         settings: DispatchSettings,
         clock: Clock,
         rng: random.Random | None = None,
+        failover: FailoverHandler | None = None,
     ):
         self.store = store
         self.channels = dict(channels)
@@ -91,6 +104,8 @@ class Dispatcher:
             for name, ch in self.channels.items()
             if ch.settings.rate_per_second
         }
+        self.health = Health(clock, {name: ch.settings.breaker for name, ch in self.channels.items()})
+        self.failover = failover  # set by the app: the pipeline renders and writes alternate deliveries
 
     def wake(self) -> None:
         """New deliveries are waiting (called by the pipeline after a fan-out)."""
@@ -145,9 +160,12 @@ class Dispatcher:
     async def _send_batch(self, name: str, claimed: Sequence[Claimed]) -> list[dict[str, Any]]:
         channel = self.channels[name]
         settings = channel.settings
+        breaker = self.health.channel(name)
         now = self.clock.now()
         outcomes: list[dict[str, Any]] = []
         by_id: dict[int, Claimed] = {}
+        addresses: dict[int, str] = {}
+        blocked: list[tuple[Claimed, CircuitBreaker]] = []  # not sent: its terminal's breaker is open
         groups: dict[int, list[OutgoingMessage]] = {}
         for item in claimed:
             d = item.delivery
@@ -165,7 +183,12 @@ class Dispatcher:
                     )
                 )
                 continue
+            target = self.health.target(name, address)
+            if target is not None and not target.allow():
+                blocked.append((item, target))
+                continue
             by_id[d["id"]] = item
+            addresses[d["id"]] = address
             groups.setdefault(d["message_id"], []).append(_outgoing(item, address))
         chunks = [
             msgs[i : i + max(1, channel.max_batch)]
@@ -176,9 +199,13 @@ class Dispatcher:
         bucket = self._buckets.get(name)
 
         latency_ms: dict[int, float] = {}
+        not_sent: set[int] = set()  # the channel's breaker did not let their request through
 
         async def send(chunk: list[OutgoingMessage]) -> list[SendResult]:
             async with semaphore:
+                if not breaker.allow():
+                    not_sent.update(m.delivery_id for m in chunk)
+                    return [SendResult(m.delivery_id, Outcome.RETRY, error="circuit open") for m in chunk]
                 if bucket:
                     await bucket.take(len(chunk))
                 started = time.monotonic()
@@ -198,26 +225,36 @@ class Dispatcher:
                     if m.delivery_id not in answered
                 ]
                 latency_ms.update((m.delivery_id, elapsed_ms) for m in chunk)
+                _count(breaker, results)
                 return results
 
+        gathered = await asyncio.gather(*(send(c) for c in chunks))
+        for item, target in blocked:
+            outcomes.append(await self._held_back(item, target, name))
         disabled: dict[int, set[str]] = {}  # recipient id → push tokens the provider says are gone
-        for results in await asyncio.gather(*(send(c) for c in chunks)):
+        for results in gathered:
             for result in results:
                 sent_item = by_id.get(result.delivery_id)
-                if sent_item is not None:
-                    if result.disable_tokens:
-                        disabled.setdefault(sent_item.delivery["recipient_id"], set()).update(
-                            result.disable_tokens
-                        )
-                    outcome = self._outcome_for(
-                        result,
-                        sent_item,
-                        settings.max_attempts,
-                        settings.backoff_initial,
-                        settings.backoff_max,
+                if sent_item is None:
+                    continue
+                if result.delivery_id in not_sent:
+                    outcomes.append(await self._held_back(sent_item, breaker, name))
+                    continue
+                self._count_target(name, addresses[result.delivery_id], result)
+                if result.disable_tokens:
+                    disabled.setdefault(sent_item.delivery["recipient_id"], set()).update(
+                        result.disable_tokens
                     )
-                    outcome["detail"]["latency_ms"] = latency_ms.get(result.delivery_id)
-                    outcomes.append(outcome)
+                outcome = self._outcome_for(
+                    result,
+                    sent_item,
+                    settings.max_attempts,
+                    settings.backoff_initial,
+                    settings.backoff_max,
+                )
+                outcome = await self._after_failure(outcome, result, sent_item, breaker)
+                outcome["detail"]["latency_ms"] = latency_ms.get(result.delivery_id)
+                outcomes.append(outcome)
         if disabled:
             removed = await self.store.remove_push_tokens(disabled, self.clock.now())
             log.warning(
@@ -230,6 +267,112 @@ class Dispatcher:
             "%s: %d claimed, %s", name, len(claimed), ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         )
         return outcomes
+
+    # --- health and failover (docs/failover.md) ------------------------------------------------------------------
+
+    def _count_target(self, name: str, address: str, result: SendResult) -> None:
+        """A terminal that the adapter says is unreachable gets (or feeds) a breaker of its own."""
+        if result.outcome is Outcome.FAILED and result.unreachable:
+            target = self.health.target(name, address, create=True)
+            assert target is not None
+            target.failure(result.error)
+            return
+        target = self.health.target(name, address)
+        if target is None:
+            return
+        if result.outcome is Outcome.ACCEPTED:
+            target.success()
+        else:
+            target.release()
+
+    async def _held_back(self, item: Claimed, breaker: CircuitBreaker, name: str) -> dict[str, Any]:
+        """Not sent because a breaker is open: fail over now if the delivery has alternates, else wait in the
+        queue until the breaker lets a probe through (this claim does not count as an attempt)."""
+        d = item.delivery
+        since = breaker.opened_at.isoformat() if breaker.opened_at else "?"
+        why = f"circuit open since {since}" + (
+            f"; last error: {breaker.last_error}" if breaker.last_error else ""
+        )
+        if breaker.name != name:
+            why = f"{breaker.name}: {why}"
+        now = self.clock.now()
+        if breaker.state != OPEN:  # it was half-open, a probe was out: decide after its answer (at once)
+            why = f"{breaker.name}: circuit half-open, waited for the probe"
+        else:
+            failed_over = await self._fail_over(item, why)
+            if failed_over is not None:
+                return failed_over
+        retry_at = max(breaker.retry_at or now, now)
+        expires = item.alert["expires"]
+        if expires and datetime.fromisoformat(expires) <= retry_at:
+            return _outcome(
+                d["id"], "expired", "expired", error=f"alert expires before the circuit closes; {why}"
+            )
+        return _outcome(
+            d["id"],
+            "queued",
+            "deferred",
+            error=why,
+            visible_at=retry_at,
+            attempts=max(0, d["attempts"] - 1),
+            detail={"reason": why, "breaker": breaker.name, "retry_at": retry_at.isoformat()},
+        )
+
+    async def _after_failure(
+        self, outcome: dict[str, Any], result: SendResult, item: Claimed, breaker: CircuitBreaker
+    ) -> dict[str, Any]:
+        """Fail over a delivery whose target is down, whose retries ran out, or (red and orange) whose
+        channel's breaker is now open; otherwise keep the outcome."""
+        if result.outcome is Outcome.ACCEPTED or outcome["status"] not in ("failed", "queued"):
+            return outcome
+        why: str | None = None
+        if outcome["status"] == "failed" and (result.unreachable or result.outcome is Outcome.RETRY):
+            why = outcome["error"]
+        elif (
+            outcome["status"] == "queued"
+            and breaker.is_open
+            and (item.alert["colour"] or "") in URGENT_COLOURS
+        ):
+            since = breaker.opened_at.isoformat() if breaker.opened_at else "?"
+            why = f"circuit open since {since}; last error: {result.error}"
+        if why is None:
+            return outcome
+        failed_over = await self._fail_over(item, why, detail=outcome.get("detail"))
+        return failed_over or outcome
+
+    async def _fail_over(
+        self, item: Claimed, why: str, *, detail: Mapping[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        if self.failover is None:
+            return None
+        try:
+            done = await self.failover(
+                item, why, available=self.health.available, channels=tuple(self.channels)
+            )
+        except Exception:  # a failover bug must not lose the original: handle it as if there were none
+            log.exception("failover of delivery %s failed", item.delivery["id"])
+            return None
+        if done is None:
+            return None
+        for channel in {a["channel"] for a in done.alternates}:
+            if channel in self._wake:
+                self._wake[channel].set()
+        log.warning("delivery %s failed over: %s", item.delivery["id"], done.reason)
+        return _outcome(
+            item.delivery["id"],
+            "failed_over",
+            "failed_over",
+            error=why,
+            reason=done.reason,
+            detail={
+                **dict(detail or {}),
+                "reason": done.reason,
+                "alternates": [
+                    {k: a[k] for k in ("id", "channel", "recipient_id", "status", "created")}
+                    for a in done.alternates
+                ],
+            },
+        )
 
     def _outcome_for(
         self, result: SendResult, item: Claimed, max_attempts: int, initial: float, maximum: float
@@ -274,6 +417,20 @@ class Dispatcher:
             )
         detail["retry_in_s"] = round(delay, 3)
         return _outcome(d["id"], "queued", "retry", error=result.error, visible_at=retry_at, detail=detail)
+
+
+def _count(breaker: CircuitBreaker, results: Sequence[SendResult]) -> None:
+    """One provider request for the channel's breaker: a failure if every message came back RETRY (timeout,
+    5xx, 429, connection error); a success if the provider answered for any (accepted, or refused a number);
+    neither if every message failed only because its terminal is unreachable."""
+    if results and all(r.outcome is Outcome.RETRY for r in results):
+        breaker.failure(next((r.error for r in results if r.error), None))
+    elif any(
+        r.outcome is Outcome.ACCEPTED or (r.outcome is Outcome.FAILED and not r.unreachable) for r in results
+    ):
+        breaker.success()
+    else:
+        breaker.release()
 
 
 def _outcome(delivery_id: int, status: str, event: str, **extra: Any) -> dict[str, Any]:

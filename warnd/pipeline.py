@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,11 +31,11 @@ from warnd.cap import InvalidDocument, parse, parse_alert
 from warnd.cap.build import build_cap_xml
 from warnd.cap.model import Alert, ParsedAlert, Reference
 from warnd.clock import Clock
-from warnd.config import Config, admin_code
+from warnd.config import Config, admin_code, area_prefix
 from warnd.hazards import COLOUR_LABELS, COLOUR_RANK, OASIS_SEVERITY, Catalogue, Hazard, parse_colour
 from warnd.render import Renderer, style_for
 from warnd.rules import DRILL_STATUSES, SILENT_STATUSES, Facts, Plan, PlannedTarget, RuleEngine
-from warnd.store import NO_LONGER_APPLIES, AudienceQuery, Store
+from warnd.store import NO_LONGER_APPLIES, AudienceQuery, Claimed, Store
 
 log = logging.getLogger("warnd.pipeline")
 
@@ -106,6 +106,7 @@ class Pipeline:
         self.speech = speech  # renders spoken scripts to WAV when an offline TTS is installed
         self.rules = RuleEngine(config)
         self.catalogue: Catalogue = config.catalogue()
+        self._failover_alerts: dict[int, dict[str, Any] | None] = {}  # alert rows (plans) failover looks up
 
     # --- stage 1: ingest ----------------------------------------------------------------------------------------
 
@@ -553,6 +554,160 @@ class Pipeline:
         address = getattr(settings, "address", None) or adapter_class(settings.adapter).address
         return str(address.value if isinstance(address, Address) else address)
 
+    # --- failover (docs/failover.md) -------------------------------------------------------------------------------
+
+    async def failover_options(self, item: Claimed) -> FailoverOptions:
+        """Where a delivery may go when its channel or terminal is down: the ``failover`` of the plan targets
+        that made it (same rule and channel; an Update's/Cancel's note to earlier recipients: any target on the
+        channel, else the chain's earlier plans), minus channels this delivery already went through."""
+        d = item.delivery
+        base, tried = failover_chain(d["idempotency_key"], d["channel"])
+        alert_id: int | None = d["alert_id"]
+        for _ in range(50):  # walk back through the chain for plans without targets (a Cancel's)
+            if alert_id is None:
+                break
+            row = await self._failover_alert(alert_id)
+            if row is None:
+                break
+            targets = [t for t in Plan.from_json(row["rules"] or {}).targets if t.channel == base]
+            own = [t for t in targets if t.rule == d["rules"]]
+            chosen = own or targets
+            if chosen:
+                return FailoverOptions(
+                    channels=tuple(dict.fromkeys(c for t in chosen for c in t.failover if c not in tried)),
+                    groups=tuple(dict.fromkeys(g for t in chosen for g in t.failover_groups)),
+                    group_channels=tuple(dict.fromkeys(c for t in chosen for c in t.failover_channels)),
+                )
+            alert_id = row["previous_id"]
+        return FailoverOptions()
+
+    async def _failover_alert(self, alert_id: int) -> dict[str, Any] | None:
+        if alert_id not in self._failover_alerts:
+            if len(self._failover_alerts) > 256:
+                self._failover_alerts.clear()
+            self._failover_alerts[alert_id] = await self.store.get_alert(alert_id)
+        return self._failover_alerts[alert_id]
+
+    async def fail_over(
+        self, item: Claimed, why: str, *, available: Callable[[str], bool], channels: Collection[str]
+    ) -> FailoverDone | None:
+        """Create the alternate deliveries of ``item`` (rendered for their channel, written before anything is
+        sent, keys derived from the original's so a repeat after a crash adds nothing) and say why. ``available``
+        tells whether a channel's breaker lets work through; ``channels`` are those the dispatcher runs.
+        None: no alternate could take it (none configured, all down, no address, nobody in the village)."""
+        options = await self.failover_options(item)
+        if not options:
+            return None
+        d, r = item.delivery, item.recipient
+        now = self.clock.now()
+        alert = await self._failover_alert(d["alert_id"])
+        if alert is None:
+            return None
+        previous = await self._failover_alert(alert["previous_id"]) if alert["previous_id"] else None
+        maker = _MessageMaker(self, alert, previous)
+        recipient = {**r, "id": d["recipient_id"]}
+        for channel in options.channels:
+            if (
+                channel not in channels
+                or not available(channel)
+                or not _can_address(self._address(channel), r)
+            ):
+                continue
+            reason = f"改道发送：{d['channel']} 不可用 (failover from {d['channel']} #{d['id']}: {why})"
+            row = await self._failover_row(maker, item, recipient, channel, f">fo:{channel}", reason, now)
+            found = await self.store.insert_failover_deliveries([row])
+            alt = found.get((d["recipient_id"], channel))
+            if alt is None:
+                continue
+            already = "" if alt["created"] else f"，该接收人已有 #{alt['id']}"
+            return FailoverDone(
+                reason=f"熔断/离线，已改由 {channel} 发送{already} ({d['channel']} down: sent by {channel} "
+                f"instead, delivery #{alt['id']}; {why})",
+                alternates=[alt | {"channel": channel, "recipient_id": d["recipient_id"]}],
+            )
+        if not options.groups or not options.group_channels:
+            return None
+        village = r["area_code"]
+        query = AudienceQuery(
+            groups=options.groups,
+            roles=self._group_roles(options.groups),
+            area_prefixes=(area_prefix(village),),
+        )
+        people = [p for p in await self.store.audience_chunk(query, 0, 1000) if p["id"] != d["recipient_id"]]
+        rows = []
+        for channel in options.group_channels:
+            if channel not in channels:
+                continue
+            kind = self._address(channel)
+            for person in people:
+                if not _can_address(kind, person):
+                    continue
+                reason = (
+                    f"{r['name']}离线，改由{self._group_labels(options.groups)}转告 "
+                    f"(failover from {d['channel']} to {r['name']} #{d['id']}: {why})"
+                )
+                rows.append(
+                    await self._failover_row(
+                        maker, item, person, channel, f">fo:{channel}@{person['id']}", reason, now
+                    )
+                )
+        if not rows:
+            return None
+        found = await self.store.insert_failover_deliveries(rows)
+        alternates = [
+            alt | {"channel": channel, "recipient_id": rid} for (rid, channel), alt in sorted(found.items())
+        ]
+        new = sum(1 for a in alternates if a["created"])
+        labels = self._group_labels(options.groups)
+        channel_list = "、".join(options.group_channels)
+        return FailoverDone(
+            reason=f"终端离线/熔断，已改由本村{labels} {len(alternates)} 人经 {channel_list} 转告"
+            f"（新发 {new}，其余已有） ({d['channel']} to {r['name']} down: {len(alternates)} "
+            f"{'/'.join(options.groups)} in {village} reached by {'/'.join(options.group_channels)} instead, "
+            f"{new} new; {why})",
+            alternates=alternates,
+        )
+
+    def _group_labels(self, groups: Sequence[str]) -> str:
+        return "、".join(self.config.groups[g].label if g in self.config.groups else g for g in groups)
+
+    async def _failover_row(
+        self,
+        maker: _MessageMaker,
+        item: Claimed,
+        person: Mapping[str, Any],
+        channel: str,
+        suffix: str,
+        reason: str,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """One alternate outbox row, worded like the original (a newly-inside / no-longer-applies note keeps
+        its wording), as urgent as the original."""
+        d = item.delivery
+        action: str | None = None
+        if d["rules"] == NO_LONGER_APPLIES:
+            action = "no_longer_applies"
+        elif maker.previous is not None and maker.alert["msg_type"] == "Update":
+            earlier = [i for i in await self.store.chain_ids(maker.alert["root_id"]) if i != d["alert_id"]]
+            if person["id"] not in await self.store.known_among(earlier, [person["id"]]):
+                action = "issue"
+        target = PlannedTarget(
+            rule=d["rules"] or "failover",
+            groups=None,
+            channel=channel,
+            level=d["level"],
+            ack_required=d["ack_required"],
+            repeat=d["repeat"],
+        )
+        row = await maker.delivery(person, target, now, action)
+        row.update(
+            idempotency_key=f"{d['idempotency_key']}{suffix}",
+            priority=d["priority"],
+            ack_deadline=d["ack_deadline"],
+            reason=reason,
+        )
+        return row
+
     # --- manual broadcast ----------------------------------------------------------------------------------------
 
     async def broadcast(self, request: BroadcastRequest) -> IngestResult:
@@ -849,3 +1004,44 @@ def _dt(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class FailoverOptions:
+    channels: tuple[str, ...] = ()  # alternate channels for the same recipient, in order
+    groups: tuple[str, ...] = ()  # or these groups in the recipient's village ...
+    group_channels: tuple[str, ...] = ()  # ... on these channels
+
+    def __bool__(self) -> bool:
+        return bool(self.channels or (self.groups and self.group_channels))
+
+
+@dataclass
+class FailoverDone:
+    reason: str  # for the original delivery (status failed_over)
+    alternates: list[dict[str, Any]]  # id, channel, recipient_id, status, idempotency_key, created
+
+
+def failover_chain(key: str, channel: str) -> tuple[str, set[str]]:
+    """From an idempotency key, the channel whose rule target decides the failover and the channels already
+    tried. ``12:7:sms`` → (sms, {sms}); ``12:7:sms>fo:sms_backup`` → (sms, {sms, sms_backup}); a delivery to
+    a village's grid worker ``12:3:loudspeaker>fo:sms@9`` is a new audience → (sms, {sms})."""
+    parts = key.split(">fo:")
+    base, tried = parts[0].rsplit(":", 1)[-1], {parts[0].rsplit(":", 1)[-1]}
+    for part in parts[1:]:
+        ch, _, person = part.partition("@")
+        if person:
+            base, tried = ch, set()
+        tried.add(ch)
+    tried.add(channel)
+    return base, tried
+
+
+def _can_address(kind: str, recipient: Mapping[str, Any]) -> bool:
+    if kind == "phone":
+        return bool(recipient.get("phone"))
+    if kind == "terminal":
+        return bool(recipient.get("terminal_id"))
+    if kind == "push":
+        return bool(recipient.get("push_tokens"))
+    return True

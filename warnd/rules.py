@@ -50,6 +50,9 @@ class PlannedTarget:
     ack_within: float | None = None
     repeat: int = 1
     rule_prefixes: tuple[str, ...] = ()
+    failover: tuple[str, ...] = ()  # alternate channels, in order (docs/failover.md)
+    failover_groups: tuple[str, ...] = ()  # a terminal down: these groups in its village ...
+    failover_channels: tuple[str, ...] = ()  # ... on these channels
 
 
 @dataclass
@@ -77,7 +80,8 @@ class Plan:
         for t in data.get("targets", []):
             t = dict(t)
             t["groups"] = tuple(t["groups"]) if t.get("groups") is not None else None
-            t["rule_prefixes"] = tuple(t.get("rule_prefixes", ()))
+            for key in ("rule_prefixes", "failover", "failover_groups", "failover_channels"):
+                t[key] = tuple(t.get(key, ()))
             targets.append(PlannedTarget(**t))
         return cls(
             rules=list(data.get("rules", [])),
@@ -141,6 +145,9 @@ class RuleEngine:
                             ack_within=target.ack_within,
                             repeat=target.repeat,
                             rule_prefixes=tuple(rule.areas),
+                            failover=tuple(target.failover),
+                            failover_groups=tuple(target.failover_groups),
+                            failover_channels=tuple(target.failover_channels),
                         )
                     )
         return plan

@@ -169,7 +169,7 @@ deliveries = Table(
     Column("recipient_id", Integer, ForeignKey("recipients.id"), nullable=False),
     Column("channel", String(32), nullable=False),
     Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
-    # queued | sent | failed | suppressed | superseded | expired
+    # queued | sent | failed | failed_over | suppressed | superseded | expired
     Column("status", String(12), nullable=False),
     Column("priority", SmallInteger, nullable=False),  # lower first
     Column(
@@ -207,7 +207,8 @@ delivery_events = Table(
     Column("id", Integer, primary_key=True),
     Column("delivery_id", Integer, ForeignKey("deliveries.id"), nullable=False),
     Column("at", UTCDateTime, nullable=False),
-    Column("kind", String(16), nullable=False),  # accepted | retry | failed | superseded | expired | released
+    # accepted | retry | failed | failed_over | failover | deferred | superseded | expired | released
+    Column("kind", String(16), nullable=False),
     Column("detail", JSON),
     Index("ix_delivery_events_delivery", "delivery_id"),
 )

@@ -64,7 +64,9 @@ RELEASED_BECAUSE = {
         "was downgraded or moved and no longer covers this recipient",
     ),
 }
-FINAL = ("sent", "failed", "suppressed", "superseded", "expired")
+# failed_over: not sent on its channel (circuit open, terminal offline, retries exhausted); alternate deliveries
+# (another channel, or the village's grid workers) carry the warning instead (docs/failover.md)
+FINAL = ("sent", "failed", "failed_over", "suppressed", "superseded", "expired")
 
 
 @dataclass(frozen=True)
@@ -688,6 +690,55 @@ class Store:
         async with self.write() as conn:
             await conn.execute(stmt, list(rows))
 
+    async def insert_failover_deliveries(
+        self, rows: Sequence[Mapping[str, Any]]
+    ) -> dict[tuple[int, str], dict[str, Any]]:
+        """Insert alternate deliveries (failover) unless the recipient already has this alert on that channel
+        (or the idempotency key exists: a failover done before a crash). Returns, per (recipient id, channel),
+        the row that now carries the warning: ``id``, ``status``, ``idempotency_key``, ``created``."""
+        if not rows:
+            return {}
+        async with self.write() as conn:
+            created: set[int] = set()
+            for row in rows:
+                stmt = self._insert(deliveries).values(**row).on_conflict_do_nothing()
+                new_id = (await conn.execute(stmt.returning(deliveries.c.id))).scalar_one_or_none()
+                if new_id is not None:
+                    created.add(new_id)
+                    await conn.execute(
+                        insert(delivery_events).values(
+                            delivery_id=new_id,
+                            at=row["created_at"],
+                            kind="failover",
+                            detail={"reason": row["reason"]},
+                        )
+                    )
+            alert_ids = {row["alert_id"] for row in rows}
+            found = await conn.execute(
+                select(
+                    deliveries.c.id,
+                    deliveries.c.recipient_id,
+                    deliveries.c.channel,
+                    deliveries.c.status,
+                    deliveries.c.idempotency_key,
+                ).where(
+                    deliveries.c.alert_id.in_(alert_ids),
+                    deliveries.c.recipient_id.in_({row["recipient_id"] for row in rows}),
+                    deliveries.c.channel.in_({row["channel"] for row in rows}),
+                )
+            )
+            wanted = {(row["recipient_id"], row["channel"]) for row in rows}
+            return {
+                (r.recipient_id, r.channel): {
+                    "id": r.id,
+                    "status": r.status,
+                    "idempotency_key": r.idempotency_key,
+                    "created": r.id in created,
+                }
+                for r in found
+                if (r.recipient_id, r.channel) in wanted
+            }
+
     async def supersede_queued(self, chain_ids: Sequence[int], by_alert: int, now: datetime) -> int:
         """Unsent deliveries of earlier revisions are superseded by the new one (never those in flight)."""
         async with self.write() as conn:
@@ -1175,6 +1226,10 @@ class Store:
                     values.update(provider_message_id=outcome.get("provider_message_id"), sent_at=now)
                 if outcome["status"] == "queued":
                     values["visible_at"] = outcome["visible_at"]
+                if outcome.get("reason") is not None:
+                    values["reason"] = outcome["reason"]
+                if outcome.get("attempts") is not None:  # a claim that sent nothing does not count
+                    values["attempts"] = outcome["attempts"]
                 result = await conn.execute(
                     update(deliveries)
                     .where(deliveries.c.id == outcome["delivery_id"], deliveries.c.lease_token == token)

@@ -140,7 +140,7 @@ def test_check_config_accepts_the_example(config_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     people = len(subscribers(config_dir))
     assert re.search(
-        rf"^config OK: .*: 3 channels, 6 groups, \d+ rules, {people} subscribers, 3 terminals, "
+        rf"^config OK: .*: 4 channels, 6 groups, \d+ rules, {people} subscribers, 3 terminals, "
         r"\d+ feeds$",
         result.stdout,
         re.M,

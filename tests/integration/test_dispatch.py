@@ -111,7 +111,8 @@ async def test_permanent_failure_keeps_the_providers_reason(sms_app: App, gatewa
 
 async def test_gives_up_after_max_attempts(sms_app: App, gateway: FakeSmsGateway, clock: FakeClock) -> None:
     gateway.fail_next(100, status=500)
-    [result] = await sms_app.pipeline.ingest(cap_cn(), source="t")
+    # blue: the example's blue rules name no failover (red would go to sms_backup: test_failover.py)
+    [result] = await sms_app.pipeline.ingest(cap_cn(severity="Blue"), source="t")
     for _ in range(5):
         await sms_app.dispatcher.drain()
         clock.advance(60)

@@ -62,7 +62,7 @@ def own_rule(data: dict[str, Any], index: int) -> dict[str, Any]:
 
 def test_example_config_loads(config_dir: Path, tmp_path: Path) -> None:
     config = load_config(config_dir)
-    assert set(config.channels) == {"sms", "loudspeaker", "push"}
+    assert set(config.channels) == {"sms", "sms_backup", "loudspeaker", "push"}
     assert set(config.groups) == {
         "public",
         "grid_workers",
@@ -149,7 +149,7 @@ def test_rule_reference_errors(config_dir: Path) -> None:
     }
     assert all(e.file == str(config_dir / "rules.yaml") for e in errors.values())
     channel = errors[f"rules[{red}].targets[1].channels[1]"].reason
-    assert channel == "unknown channel 'wechat' (known: loudspeaker, push, sms)"
+    assert channel == "unknown channel 'wechat' (known: loudspeaker, push, sms, sms_backup)"
     assert errors[f"rules[{gale}].targets[2].groups[0]"].reason == "unknown group 'everyone'"
     assert (
         errors[f"rules[{heat}].colours[1]"].reason
@@ -432,7 +432,7 @@ def test_x_keys_are_ignored_and_empty_files_are_fine(config_dir: Path) -> None:
     edit_yaml(config_dir / "warnd.yaml", lambda d: d.update({"x-notes": {"anything": [1, 2]}}))
     edit_yaml(config_dir / "channels.yaml", lambda d: d.update({"x-sms-gateway": {"adapter": "nope"}}))
     config = load_config(config_dir)
-    assert set(config.channels) == {"sms", "loudspeaker", "push"}
+    assert set(config.channels) == {"sms", "sms_backup", "loudspeaker", "push"}
     assert "x-notes" not in config.model_dump()
     assert config.feeds == []
 
