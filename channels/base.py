@@ -127,6 +127,7 @@ class ChannelSettings(BaseModel):
     max_chars: int | None = None  # content cap (SMS platforms ~500, loudspeaker text 500)
     concurrency: int = 4  # requests in flight at once
     rate_per_second: float | None = None  # messages per second; None = unlimited
+    requests_per_second: float | None = None  # provider requests/s (a batch is one); None = unlimited
     max_attempts: int = 8
     backoff_initial: float = 2.0  # seconds; doubles per attempt, full jitter
     backoff_max: float = 300.0

@@ -99,10 +99,17 @@ class Dispatcher:
         self.clock = clock
         self.rng = rng or random.Random()
         self._wake = {name: asyncio.Event() for name in self.channels}
+        # two token buckets per channel: messages per second, and provider requests per second (carriers and
+        # gateways limit both; a batch of 100 numbers is 100 messages but one request)
         self._buckets = {
             name: TokenBucket(ch.settings.rate_per_second, ch.settings.rate_per_second, clock)
             for name, ch in self.channels.items()
             if ch.settings.rate_per_second
+        }
+        self._request_buckets = {
+            name: TokenBucket(ch.settings.requests_per_second, ch.settings.requests_per_second, clock)
+            for name, ch in self.channels.items()
+            if ch.settings.requests_per_second
         }
         self.health = Health(clock, {name: ch.settings.breaker for name, ch in self.channels.items()})
         self.failover = failover  # set by the app: the pipeline renders and writes alternate deliveries
@@ -197,6 +204,7 @@ class Dispatcher:
         ]
         semaphore = asyncio.Semaphore(max(1, settings.concurrency))
         bucket = self._buckets.get(name)
+        request_bucket = self._request_buckets.get(name)
 
         latency_ms: dict[int, float] = {}
         not_sent: set[int] = set()  # the channel's breaker did not let their request through
@@ -206,6 +214,8 @@ class Dispatcher:
                 if not breaker.allow():
                     not_sent.update(m.delivery_id for m in chunk)
                     return [SendResult(m.delivery_id, Outcome.RETRY, error="circuit open") for m in chunk]
+                if request_bucket:
+                    await request_bucket.take(1)
                 if bucket:
                     await bucket.take(len(chunk))
                 started = time.monotonic()

@@ -192,6 +192,24 @@ async def test_rate_limit_spaces_requests(
         await app.close()
 
 
+async def test_requests_per_second_limits_requests_not_numbers(
+    config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock
+) -> None:
+    # 10 numbers per request, 2 requests/s, no message limit: 21 numbers are 3 requests, the last two wait
+    use_gateway(config_dir, gateway.url, requests_per_second=2, max_recipients_per_request=10, concurrency=1)
+    app = App(load_config(config_dir), clock=clock)
+    await app.start(channels=True)
+    try:
+        started = clock.now()
+        await app.pipeline.ingest(cap_cn(), source="t")
+        await app.dispatcher.drain()
+        assert gateway.request_count == 3 and len(gateway.accepted_keys) == 21
+        waited = (clock.now() - started).total_seconds()
+        assert 0.5 - 0.01 <= waited <= 1.0  # a bucket of 2 starts full: only the third request waits ½ s
+    finally:
+        await app.close()
+
+
 async def test_token_bucket_pays_large_requests_in_parts(clock: FakeClock) -> None:
     bucket = TokenBucket(10, 10, clock)
     start = clock.now()
