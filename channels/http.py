@@ -10,12 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Annotated, Any
 
 import aiohttp
+from pydantic import AfterValidator
 
 from channels.base import Channel, Outcome, SendResult
 from warnd.clock import Clock, SystemClock
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("url must start with http:// or https://")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]  # a provider URL in channel settings
 
 RESPONSE_EXCERPT = 500  # characters of the provider's answer kept in SendResult.response
 ERROR_EXCERPT = 200  # characters of the provider's answer quoted in SendResult.error

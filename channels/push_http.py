@@ -33,12 +33,12 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from jinja2 import TemplateError, TemplateSyntaxError
-from pydantic import Field, field_validator
+from jinja2 import TemplateError
+from pydantic import Field
 
 from channels.base import Address, ChannelSettings, Outcome, OutgoingMessage, SendResult
-from channels.http import HttpAnswer, HttpChannel
-from channels.sms_http import SmsHttpChannel, _template_environment, lookup_path, scalar_text
+from channels.http import HttpAnswer, HttpChannel, HttpUrl
+from channels.sms_http import BodyTemplate, SmsHttpChannel, _template_environment, lookup_path, scalar_text
 from channels.webpush import TokenTry, collapse_key, combine_tries, is_high_priority, is_subscription_token
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,14 @@ def mask_token(token: str) -> str:
 class PushHttpSettings(ChannelSettings):
     """Settings of the ``push_http`` adapter."""
 
-    url: str
+    url: HttpUrl
     """Provider endpoint, e.g. ``https://api.jpush.cn/v3/push`` or a bureau's own push relay."""
 
     headers: dict[str, str] = Field(default_factory=dict)
     """Extra request headers, e.g. ``Authorization: "Basic ${JPUSH_AUTH}"`` (secrets come from the
     environment). A ``Content-Type`` given here replaces the adapter's."""
 
-    body: str = DEFAULT_BODY
+    body: BodyTemplate = DEFAULT_BODY
     """Jinja2 template of the JSON request body (sandboxed). Variables: ``tokens`` (list), ``token`` (the
     first), ``messages`` (list of ``{"token", "key", "delivery_id"}``), ``title``, ``body``, ``data`` (alert
     id, colour, level, msg_type, url), ``collapse_key``, ``priority`` (``high``/``normal``), ``high_priority``
@@ -117,22 +117,6 @@ class PushHttpSettings(ChannelSettings):
 
     retryable_codes: list[str] = Field(default_factory=lambda: ["UNAVAILABLE", "INTERNAL", "Unavailable"])
     """Codes (per token, or request-level) that mean "try later"."""
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
-        return value
-
-    @field_validator("body")
-    @classmethod
-    def _compile_body(cls, value: str) -> str:
-        try:
-            _template_environment().from_string(value)
-        except TemplateSyntaxError as exc:
-            raise ValueError(f"body template: {exc.message} (line {exc.lineno})") from exc
-        return value
 
 
 class PushHttpChannel(HttpChannel):

@@ -27,16 +27,16 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlencode
 
 import aiohttp
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from channels.base import Address, ChannelSettings, Outcome, OutgoingMessage, SendResult
-from channels.http import HttpChannel
+from channels.http import HttpChannel, HttpUrl
 from warnd.clock import Clock, SystemClock
 from warnd.logs import mask_phone, mask_text
 
@@ -94,6 +94,17 @@ def normalize_phone(phone: str | None) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
+def _compile_body(value: str) -> str:
+    try:
+        _template_environment().from_string(value)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"body template: {exc.message} (line {exc.lineno})") from exc
+    return value
+
+
+BodyTemplate = Annotated[str, AfterValidator(_compile_body)]  # a request body template in channel settings
+
+
 def _template_environment() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
     # tojson keeps Chinese readable and copes with dates etc. inside data
@@ -104,7 +115,7 @@ def _template_environment() -> ImmutableSandboxedEnvironment:
 class SmsHttpSettings(ChannelSettings):
     """Settings of the ``sms_http`` adapter."""
 
-    url: str
+    url: HttpUrl
     """Gateway endpoint, e.g. ``https://sms.example.gov.cn/api/send``."""
 
     method: str = "POST"
@@ -119,7 +130,7 @@ class SmsHttpSettings(ChannelSettings):
     ``form``: the rendered body must be a JSON object of scalar (or list-of-scalar) fields, sent as
     ``application/x-www-form-urlencoded`` (UTF-8)."""
 
-    body: str = DEFAULT_BODY
+    body: BodyTemplate = DEFAULT_BODY
     """Jinja2 template of the request body (sandboxed). Variables: ``content`` (SMS text without the
     signature), ``signature`` (from the message, else the channel's ``signature``), ``text`` (the full text as
     the recipient sees it), ``phones`` (list), ``messages`` (list of ``{"phone", "key", "delivery_id"}``),
@@ -174,22 +185,6 @@ class SmsHttpSettings(ChannelSettings):
         value = value.strip().upper()
         if value not in {"POST", "PUT", "PATCH", "GET", "DELETE"}:
             raise ValueError(f"unsupported HTTP method {value!r}")
-        return value
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
-        return value
-
-    @field_validator("body")
-    @classmethod
-    def _compile_body(cls, value: str) -> str:
-        try:
-            _template_environment().from_string(value)
-        except TemplateSyntaxError as exc:
-            raise ValueError(f"body template: {exc.message} (line {exc.lineno})") from exc
         return value
 
     @model_validator(mode="after")

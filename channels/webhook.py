@@ -21,10 +21,10 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import aiohttp
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from channels.base import Address, ChannelSettings, Outcome, OutgoingMessage, SendResult
-from channels.http import HttpChannel
+from channels.http import HttpChannel, HttpUrl
 from channels.sms_http import scalar_text
 from warnd.clock import Clock, SystemClock
 
@@ -62,7 +62,7 @@ def verify_signature(
 class WebhookSettings(ChannelSettings):
     """Settings of the ``webhook`` adapter."""
 
-    url: str
+    url: HttpUrl
     """Receiver endpoint (``https://…``)."""
 
     secret: str = Field(min_length=16)
@@ -70,13 +70,6 @@ class WebhookSettings(ChannelSettings):
 
     headers: dict[str, str] = Field(default_factory=dict)
     """Extra request headers. The adapter's own (content type, idempotency, timestamp, signature) win."""
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
-        return value
 
 
 class WebhookChannel(HttpChannel):
