@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 import aiomqtt
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from channels.base import Address, Channel, ChannelSettings, Outcome, OutgoingMessage, SendResult
 from warnd.clock import Clock, SystemClock
@@ -75,6 +75,14 @@ class MqttLoudspeakerSettings(ChannelSettings):
     audio_base_url: str | None = None
     """Where terminals fetch the rendered WAV (``http://<warnd>/api/v1/audio``); with it, commands whose script
     was rendered to audio (espeak-ng installed) carry ``audio_url``. Without it: ``audio`` (the file name) only."""
+
+    @field_validator("username", "password", "ca_file", "client_id", "audio_base_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """An empty string is "not set", so ``${WARND_MQTT_USER:-}`` with the variable unset means no user."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
 
 @dataclass
@@ -187,10 +195,15 @@ class MqttLoudspeakerChannel(Channel):
 
     async def close(self) -> None:
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
+        task = self._task
+        if task is not None:
+            # Cancel until it ends: on Python 3.11 a cancel that lands as aiomqtt's internal wait_for completes
+            # (CONNACK, SUBACK) is swallowed, and the task would then wait for messages for ever.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                task.result()
         self._task = None
         self._client = None
         self._connected.clear()

@@ -35,11 +35,14 @@ import base64
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid, Vapid01
 from pydantic import Field, field_validator
 from pywebpush import WebPusher, WebPushException
@@ -141,6 +144,15 @@ def load_vapid_key(value: str) -> Vapid01:
     return Vapid.from_string(text)
 
 
+def public_key_b64url(vapid: Vapid01) -> str:
+    """The public half of a VAPID key as base64url (no padding) of the uncompressed point: what
+    ``PushManager.subscribe({applicationServerKey})`` takes and the ``k=`` of the Authorization header."""
+    raw = vapid.public_key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
 def topic_for(key: str) -> str:
     """RFC 8030 ``Topic``: at most 32 characters of the URL-safe base64 alphabet."""
     return base64.urlsafe_b64encode(hashlib.sha256(key.encode("utf-8")).digest()).decode("ascii")[:32]
@@ -149,10 +161,15 @@ def topic_for(key: str) -> str:
 class WebPushSettings(ChannelSettings):
     """Settings of the ``webpush`` adapter."""
 
-    vapid_private_key: str = Field(min_length=1)
+    vapid_private_key: str | None = None
     """The application server's VAPID private key (P-256): base64url raw key, base64 DER or PEM. Write it in
     config as ``${WARND_VAPID_PRIVATE_KEY}``; the matching public key is what the web app subscribes with
-    (``applicationServerKey``)."""
+    (``applicationServerKey``, also served at ``GET /api/v1/push/vapid-public-key``). Empty or absent: the key
+    in ``vapid_private_key_file``, generated there on first start."""
+
+    vapid_private_key_file: str = Field(default="vapid_private.pem", min_length=1)
+    """PEM file of the key used when ``vapid_private_key`` is empty; relative paths are under data_dir. Created
+    (mode 0600) with a new key when missing; keep it: subscriptions are bound to its public key."""
 
     vapid_subject: str
     """Contact for the push service operators: ``mailto:duty@example.gov.cn`` or an ``https://`` URL."""
@@ -160,9 +177,18 @@ class WebPushSettings(ChannelSettings):
     ttl: int = Field(default=3600, ge=0, le=28 * 24 * 3600)
     """Seconds the push service keeps the message for an offline device (``TTL`` header)."""
 
+    @field_validator("vapid_private_key", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("vapid_private_key")
     @classmethod
-    def _check_key(cls, value: str) -> str:
+    def _check_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             load_vapid_key(value)
         except Exception as exc:  # py_vapid raises ValueError, binascii.Error, VapidException…
@@ -203,8 +229,73 @@ class WebPushChannel(HttpChannel):
 
     def __init__(self, name: str, settings: ChannelSettings, *, data_dir: str):
         super().__init__(name, settings, data_dir=data_dir)
-        self._vapid = load_vapid_key(self.settings.vapid_private_key)
+        self._vapid: Vapid01 | None = None
+        self.key_file: Path | None = None  # where the key lives when it is not given in the settings
+        if self.settings.vapid_private_key:
+            self._vapid = load_vapid_key(self.settings.vapid_private_key)
+        else:
+            path = Path(self.settings.vapid_private_key_file).expanduser()
+            self.key_file = path if path.is_absolute() else Path(data_dir) / path
         self._vapid_headers: dict[str, tuple[str, int]] = {}  # push service origin → (Authorization, exp)
+
+    async def start(self) -> None:
+        self.vapid  # noqa: B018 - load (or generate) the key file now, not at the first push
+        await super().start()
+
+    # --- the VAPID key ---------------------------------------------------------------------------------------
+
+    @property
+    def vapid(self) -> Vapid01:
+        """The VAPID key: from the settings, else read from :attr:`key_file` (generated there when missing)."""
+        if self._vapid is None:
+            assert self.key_file is not None
+            self._vapid = self._load_or_generate(self.key_file)
+        return self._vapid
+
+    @property
+    def application_server_key(self) -> str:
+        """The VAPID public key as the browser's ``applicationServerKey``: base64url uncompressed P-256 point."""
+        return public_key_b64url(self.vapid)
+
+    def _load_or_generate(self, path: Path) -> Vapid01:
+        try:
+            text = path.read_text(encoding="ascii")
+        except FileNotFoundError:
+            return self._generate(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"channel {self.name}: cannot read the VAPID key file {path}: {exc}") from exc
+        try:
+            vapid = load_vapid_key(text)
+        except Exception as exc:  # py_vapid raises ValueError, VapidException, …
+            raise ValueError(f"channel {self.name}: {path} is not a VAPID (P-256) private key") from exc
+        log.info(
+            "channel %s: VAPID key from %s; applicationServerKey %s",
+            self.name,
+            path,
+            public_key_b64url(vapid),
+        )
+        return vapid
+
+    def _generate(self, path: Path) -> Vapid01:
+        # Vapid (= Vapid02, RFC 8292 "vapid t=…, k=…") like load_vapid_key: a Vapid01 would sign the draft-01
+        # "WebPush <JWT>" header, which needs a Crypto-Key header this adapter does not send
+        vapid = Vapid()
+        vapid.generate_keys()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # created 0600 and exclusively: another process starting at the same moment keeps its key
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return self._load_or_generate(path)
+        with os.fdopen(fd, "wb") as out:
+            out.write(vapid.private_pem())
+        log.warning(
+            "channel %s: no vapid_private_key set; generated a new VAPID key in %s. Web apps subscribe with "
+            "applicationServerKey %s (also at GET /api/v1/push/vapid-public-key)",
+            self.name,
+            path,
+            public_key_b64url(vapid),
+        )
+        return vapid
 
     # ----------------------------------------------------------------------------------------------------
 
@@ -250,7 +341,7 @@ class WebPushChannel(HttpChannel):
         if cached is not None and cached[1] - now > VAPID_RENEW:
             return cached[0]
         exp = now + VAPID_LIFETIME
-        signed = self._vapid.sign({"sub": self.settings.vapid_subject, "aud": origin, "exp": exp})
+        signed = self.vapid.sign({"sub": self.settings.vapid_subject, "aud": origin, "exp": exp})
         header = str(signed["Authorization"])
         self._vapid_headers[origin] = (header, exp)
         return header

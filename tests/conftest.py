@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,16 +23,84 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 FIXTURE_TIME = datetime(2024, 7, 11, 21, 31, tzinfo=UTC)
 
 
+# The example has no app-push subscriptions; tests of push rendering and fan-out give these four subscribers a
+# token each (as the example once did) and send `push` through the file adapter: @pytest.mark.file_push.
+PUSH_SUBSCRIBERS = {
+    "王大山": "test-push-wangdashan",
+    "黄丽": "test-push-huangli",
+    "罗文军": "test-push-luowenjun",
+    "唐建华": "test-push-tangjianhua",
+}
+
+
 @pytest.fixture
-def config_dir(tmp_path: Path) -> Path:
-    """A writable copy of config/ whose data_dir and templates point into the temp dir / the project."""
-    target = tmp_path / "config"
+def config_dir(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A writable copy of config/ whose data_dir and templates point into the temp dir / the project.
+
+    Markers change the copy: ``file_push`` (push through the file adapter, PUSH_SUBSCRIBERS with a token) and
+    ``file_loudspeaker`` (loudspeakers through the file adapter instead of the local MQTT broker)."""
+    target = make_config_copy(tmp_path)
+    if request.node.get_closest_marker("file_push"):
+        file_push(target)
+    if request.node.get_closest_marker("file_loudspeaker"):
+        file_loudspeaker(target)
+    return target
+
+
+def make_config_copy(root: Path) -> Path:
+    """config/ copied to ``root/config``, data in ``root/data``, MQTT client id and topics of its own."""
+    target = root / "config"
     shutil.copytree(ROOT / "config", target)
     settings = yaml.safe_load((target / "warnd.yaml").read_text(encoding="utf-8"))
-    settings["data_dir"] = str(tmp_path / "data")
+    settings["data_dir"] = str(root / "data")
     settings["templates"] = str(ROOT / "templates")
     (target / "warnd.yaml").write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
+    own_mqtt_session(target)
     return target
+
+
+def own_mqtt_session(config_dir: Path) -> None:
+    """The example's loudspeakers publish to the local MQTT broker: give every mqtt_loudspeaker channel of this
+    copy its own client id (its own persistent session) and topic prefix, so tests never take over each other's
+    session or hear each other's commands."""
+    run = uuid.uuid4().hex[:12]
+
+    def change(data: dict[str, Any]) -> None:
+        for name, channel in data["channels"].items():
+            if channel.get("adapter") == "mqtt_loudspeaker":
+                channel["client_id"] = f"warnd-test-{run}-{name}"
+                channel["topic_prefix"] = f"warnd-test/{run}/{name}"
+
+    edit_yaml(config_dir / "channels.yaml", change)
+
+
+def file_push(config_dir: Path, tokens: dict[str, str] = PUSH_SUBSCRIBERS) -> None:
+    """`push` through the file adapter (address: push), and a push token for each subscriber in ``tokens``."""
+
+    def channels(data: dict[str, Any]) -> None:
+        data["channels"]["push"] = {"adapter": "file", "address": "push", "template": "push"}
+
+    def subscribers(data: dict[str, Any]) -> None:
+        for person in data["subscribers"]:
+            if person["name"] in tokens:
+                person["push_tokens"] = [tokens[person["name"]]]
+
+    edit_yaml(config_dir / "channels.yaml", channels)
+    edit_yaml(config_dir / "subscribers.yaml", subscribers)
+
+
+def file_loudspeaker(config_dir: Path) -> None:
+    """`loudspeaker` through the file adapter (address: terminal, data/outbox/loudspeaker.jsonl)."""
+
+    def channels(data: dict[str, Any]) -> None:
+        data["channels"]["loudspeaker"] = {
+            "adapter": "file",
+            "address": "terminal",
+            "template": "loudspeaker",
+            "max_chars": 500,
+        }
+
+    edit_yaml(config_dir / "channels.yaml", channels)
 
 
 def edit_yaml(path: Path, change: Callable[[dict[str, Any]], None]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from channels.webpush import WebPushChannel
 from warnd import __version__
 from warnd.app import App
 from warnd.feeds import feed_health
@@ -262,6 +263,20 @@ async def audio(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "max-age=86400"})
 
 
+async def vapid_public_key(request: web.Request) -> web.Response:
+    """The VAPID public key of every ``webpush`` channel, ``{"channels": {name: applicationServerKey}}``: what a
+    web app passes to ``PushManager.subscribe({userVisibleOnly: true, applicationServerKey})`` (base64url of the
+    uncompressed P-256 point). A channel without a configured key generates its key file here if it has not
+    started yet."""
+    app = request.app[APP_KEY]
+    keys = {
+        name: channel.application_server_key
+        for name, channel in sorted(app.channels.items())
+        if isinstance(channel, WebPushChannel)
+    }
+    return _json({"channels": keys})
+
+
 async def hydrology(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     return _json(await app.hydro.status(), tz=app.tz)
@@ -449,4 +464,5 @@ def make_web_app(app: App) -> web.Application:
     web_app.router.add_post("/api/v1/readings", post_readings)
     web_app.router.add_get("/api/v1/hydrology", hydrology)
     web_app.router.add_get("/api/v1/audio/{name}", audio)
+    web_app.router.add_get("/api/v1/push/vapid-public-key", vapid_public_key)
     return web_app

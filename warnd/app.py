@@ -100,7 +100,6 @@ class App:
         )
         self.dispatcher.failover = self.pipeline.fail_over  # alternates when a channel or terminal is down
         self.hydro = HydroService(config=config, store=self.store, pipeline=self.pipeline, clock=self.clock)
-        self._channels_started = False
 
     async def start(self, *, migrate: bool = True, sync: bool = True, channels: bool = False) -> None:
         if migrate:
@@ -110,12 +109,11 @@ class App:
         if channels:
             for channel in self.channels.values():
                 await channel.start()
-            self._channels_started = True
 
     async def close(self) -> None:
-        if self._channels_started:
-            for channel in self.channels.values():
-                await channel.close()
+        # every channel, started here or not: the dispatcher starts a channel at its first send when needed
+        for channel in self.channels.values():
+            await channel.close()
         await self.store.close()
 
     async def sync_config(self) -> dict[str, int]:

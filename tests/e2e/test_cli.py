@@ -12,7 +12,6 @@ import json
 import os
 import random
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from conftest import CORPUS, ROOT, cap_cn, edit_yaml
+from conftest import CORPUS, ROOT, cap_cn, edit_yaml, make_config_copy
 
 LOG_COLUMNS = [
     "id",
@@ -80,13 +79,7 @@ def warnd(config_dir: Path, *args: str | Path, timeout: float = 120) -> subproce
 
 def make_config(root: Path) -> Path:
     """Like the ``config_dir`` fixture, for module-scoped scenarios."""
-    target = root / "config"
-    shutil.copytree(ROOT / "config", target)
-    settings = yaml.safe_load((target / "warnd.yaml").read_text(encoding="utf-8"))
-    settings["data_dir"] = str(root / "data")
-    settings["templates"] = str(ROOT / "templates")
-    (target / "warnd.yaml").write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
-    return target
+    return make_config_copy(root)
 
 
 def data_dir(config_dir: Path) -> Path:
@@ -565,7 +558,7 @@ def test_logs_filters_narrow_the_result(scenario: Scenario) -> None:
     sms_in_township = {"--status": "sent", "--channel": "sms", "--area": "500228101", "--since": "1h"}
     cases: dict[str, tuple[dict[str, str], Any]] = {
         "alert": ({"--alert": str(scenario.broadcast)}, lambda r: r["alert_id"] == scenario.broadcast),
-        "channel": ({"--channel": "push"}, lambda r: r["channel"] == "push"),
+        "channel": ({"--channel": "loudspeaker"}, lambda r: r["channel"] == "loudspeaker"),
         "status": ({"--status": "queued"}, lambda r: r["alert_id"] == scenario.queued),
         "area": ({"--area": "500228101"}, lambda r: r["area_code"].startswith("500228101")),
         "phone-suffix": ({"--phone-suffix": "0041"}, lambda r: r["recipient_key"].endswith("0041")),

@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -49,27 +50,33 @@ async def test_walkthrough_post_watch_cancel_reject_and_stop(config_dir: Path) -
                 assert resp.status == 201
                 alert = await resp.json()
             assert (alert["colour"], alert["level"], alert["msg_type"]) == ("red", 1, "Alert")
-            assert sum(alert["deliveries"].values()) == 28
+            # README step 1: 21 SMS and 3 loudspeakers (over the local MQTT broker); no push subscriptions yet
+            assert sum(alert["deliveries"].values()) == 24
 
             def all_sent() -> bool:
                 return (
                     query(
                         db, "SELECT count(*) FROM deliveries WHERE alert_id=? AND status='sent'", alert["id"]
                     )[0][0]
-                    == 28
+                    == 24
                 )
 
             await wait_for(all_sent)
             async with http.get(f"{daemon.url}/api/v1/alerts/{alert['id']}/deliveries") as resp:
                 items = (await resp.json())["deliveries"]
-            assert {i["channel"] for i in items} == {"sms", "push", "loudspeaker"}
+            assert Counter(i["channel"] for i in items) == {"sms": 21, "loudspeaker": 3}
             assert all(i["status"] == "sent" and i["attempts"] == 1 for i in items)
+            async with http.get(f"{daemon.url}/api/v1/push/vapid-public-key") as resp:
+                assert resp.status == 200
+                key = (await resp.json())["channels"]["push"]
+            assert len(key) == 87 and key.startswith("B")  # base64url of an uncompressed P-256 point
+            assert (config_dir.parent / "data" / "vapid_private.pem").stat().st_mode & 0o777 == 0o600
 
             cancel = current_alert("wt-2", msg_type="Cancel", references="wt-1", note="雨势减弱")
             async with http.post(f"{daemon.url}/api/v1/alerts", data=cancel) as resp:
                 assert resp.status == 201
                 lifted = await resp.json()
-            assert lifted["previous_id"] == alert["id"] and sum(lifted["deliveries"].values()) == 28
+            assert lifted["previous_id"] == alert["id"] and sum(lifted["deliveries"].values()) == 24
 
             async with http.post(
                 f"{daemon.url}/api/v1/alerts", data=b"<alert><identifier>x</identifier></alert>"
@@ -97,7 +104,7 @@ async def test_walkthrough_post_watch_cancel_reject_and_stop(config_dir: Path) -
         )
         assert logs.returncode == 0
         rows = [json.loads(line) for line in logs.stdout.splitlines()]
-        assert len(rows) == 28 and all("解除" in r["body"] for r in rows if r["recipient"] != "彭海涛")
+        assert len(rows) == 24 and all("解除" in r["body"] for r in rows if r["recipient"] != "彭海涛")
         assert all("****" in r["phone"] for r in rows if r["phone"])
     finally:
         code = daemon.terminate()

@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import cap_cn, edit_yaml
 
+from channels.webpush import WebPushChannel
 from warnd.api import make_web_app
 from warnd.app import App
 from warnd.clock import FakeClock
@@ -149,6 +150,7 @@ async def test_unknown_and_malformed_alert_ids(client: TestClient) -> None:
         assert "integer" in data["error"]
 
 
+@pytest.mark.file_push  # push deliveries to filter on
 async def test_deliveries_listing_masks_phones_and_filters(client: TestClient, app: App) -> None:
     _, created = await post_cap(client, cap_cn())
     rows = await all_deliveries(client, created["id"])
@@ -175,6 +177,16 @@ async def test_deliveries_listing_masks_phones_and_filters(client: TestClient, a
     assert [r["id"] for r in filtered] == [r["id"] for r in sms]
     assert await all_deliveries(client, created["id"], channel="sms", status="sent") == []
     assert {r["channel"] for r in await all_deliveries(client, created["id"], channel="push")} == {"push"}
+
+
+async def test_vapid_public_key_for_every_webpush_channel(client: TestClient, app: App) -> None:
+    status, data = await get_json(client, "/api/v1/push/vapid-public-key")
+    assert status == 200
+    push = app.channels["push"]
+    assert isinstance(push, WebPushChannel)
+    # the example sets no key: the one generated into data_dir at start, as the browser's applicationServerKey
+    assert data == {"channels": {"push": push.application_server_key}}
+    assert push.key_file == app.config.data_dir / "vapid_private.pem" and push.key_file.exists()
 
 
 async def test_deliveries_paging(client: TestClient, app: App) -> None:
@@ -467,6 +479,7 @@ async def test_token_required_when_configured(secured: tuple[App, TestClient]) -
         ("GET", "/api/v1/alerts"),
         ("GET", "/api/v1/quarantine"),
         ("GET", "/api/v1/feeds"),
+        ("GET", "/api/v1/push/vapid-public-key"),
         ("POST", "/api/v1/alerts"),
         ("POST", "/api/v1/broadcasts"),
     ):
@@ -492,6 +505,9 @@ async def test_token_required_when_configured(secured: tuple[App, TestClient]) -
     assert listing.status == 200
     assert [a["id"] for a in (await listing.json())["alerts"]] == [created["id"]]
     assert created["source"] == "http:token:ops"
+
+    vapid = await client.get("/api/v1/push/vapid-public-key", headers=auth)
+    assert vapid.status == 200 and set((await vapid.json())["channels"]) == {"push"}
 
     [entry] = await app.store.audit_entries()
     assert entry["action"] == "alert.post"

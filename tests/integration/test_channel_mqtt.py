@@ -375,6 +375,50 @@ async def test_offline_terminal_delivery_fails_with_reason(mqtt_app: App, clock:
     assert all("网格员" in r["reason"] for r in rows if r["status"] == "failed_over")
 
 
+# --- the example config: `loudspeaker` is this adapter, on the local broker ---------------------------------
+
+
+def test_example_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, config_dir: Path
+) -> None:
+    for name in ("WARND_MQTT_HOST", "WARND_MQTT_PORT", "WARND_MQTT_USER", "WARND_MQTT_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("WARND_AUDIO_BASE_URL", raising=False)
+    settings = load_config(config_dir).channel_settings("loudspeaker")
+    assert isinstance(settings, MqttLoudspeakerSettings)
+    # unset variables: the local broker, no authentication, no audio URL (empty means "not set")
+    assert (settings.host, settings.port, settings.username, settings.password) == (HOST, PORT, None, None)
+    assert settings.audio_base_url is None and settings.template == "loudspeaker"
+    monkeypatch.setenv("WARND_MQTT_HOST", "mqtt.liangping.example.cn")
+    monkeypatch.setenv("WARND_MQTT_PORT", "8883")
+    monkeypatch.setenv("WARND_MQTT_USER", "warnd")
+    monkeypatch.setenv("WARND_MQTT_PASSWORD", "s3cret")
+    monkeypatch.setenv("WARND_AUDIO_BASE_URL", "http://10.0.0.5:8470/api/v1/audio")
+    settings = load_config(config_dir).channel_settings("loudspeaker")
+    assert isinstance(settings, MqttLoudspeakerSettings)
+    assert (settings.host, settings.port) == ("mqtt.liangping.example.cn", 8883)
+    assert (settings.username, settings.password) == ("warnd", "s3cret")
+    assert settings.audio_base_url == "http://10.0.0.5:8470/api/v1/audio"
+
+
+async def test_example_loudspeakers_are_sent_after_puback(app: App) -> None:
+    """The bare example config: three terminals never heard from count as online (heartbeat_timeout after the
+    start), each gets its command on its own topic, and each delivery is sent once the broker acknowledged it."""
+    channel = app.channels["loudspeaker"]
+    assert isinstance(channel, MqttLoudspeakerChannel)
+    assert channel.prefix.startswith("warnd-test/")  # conftest gave this test its own topics and session
+    assert await channel.wait_connected(5)
+    async with FakeTerminal(channel.prefix) as term:
+        [alert] = await app.pipeline.ingest(cap_cn(), source="t")
+        await app.dispatcher.drain()
+        rows = await _loudspeaker_rows(app, alert.alert_id)
+        assert {r["status"] for r in rows} == {"sent"} and len(rows) == len(TERMINALS)
+        commands = dict([await term.next() for _ in range(3)])
+    assert set(commands) == TERMINALS
+    assert {c["msg_id"] for c in commands.values()} == {r["provider_message_id"] for r in rows}
+    assert all(c["repeat"] == 3 and c["severity"] == 1 and c["interrupt"] for c in commands.values())
+
+
 # --- a broker restart (a private Mosquitto on a free port, so the shared one is never touched) ---------------
 
 

@@ -183,10 +183,17 @@ async def test_template_errors_fail_the_request(provider: JsonPushProvider) -> N
 
 @pytest.fixture
 async def push_app(config_dir: Path, provider: JsonPushProvider, clock: FakeClock) -> AsyncIterator[App]:
+    tokens = {
+        "王大山": ["wang-phone"],
+        "黄丽": ["huang-phone"],
+        "罗文军": ["luo-phone", "luo-tablet"],
+        "唐建华": ["tang-phone"],
+    }
+
     def subscribers(data: dict) -> None:
         for person in data["subscribers"]:
-            if person["name"] == "罗文军":
-                person["push_tokens"] = ["luo-phone", "luo-tablet"]
+            if person["name"] in tokens:
+                person["push_tokens"] = tokens[person["name"]]
 
     def channels(data: dict) -> None:
         data["channels"]["push"] = {"adapter": "push_http", "template": "push", "url": provider.url}
@@ -207,4 +214,4 @@ async def test_dispatch_removes_an_unregistered_token(push_app: App, provider: J
     assert len(rows) == 4 and {r["status"] for r in rows} == {"sent"}
     assert len(provider.requests) == 1 and len(provider.requests[0].json["tokens"]) == 5
     tokens = {r["name"]: r["push_tokens"] async for r in push_app.store.export_recipients("person")}
-    assert tokens["罗文军"] == ["luo-phone"] and tokens["王大山"] == ["demo-push-wangdashan"]
+    assert tokens["罗文军"] == ["luo-phone"] and tokens["王大山"] == ["wang-phone"]

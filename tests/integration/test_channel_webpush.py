@@ -96,6 +96,64 @@ def test_settings_check_the_key_and_subject() -> None:
         WebPushSettings(adapter="webpush", vapid_private_key=VAPID_PRIVATE, vapid_subject="duty@b.cn")
     pem = Vapid02.from_string(VAPID_PRIVATE).private_pem().decode()
     assert WebPushSettings(adapter="webpush", vapid_private_key=pem, vapid_subject="https://x.cn")
+    # empty (``${WARND_VAPID_PRIVATE_KEY:-}`` unset) or absent: not set, the key file is used instead
+    for empty in ("", "  ", None):
+        settings = WebPushSettings(adapter="webpush", vapid_private_key=empty, vapid_subject="mailto:a@b.cn")
+        assert settings.vapid_private_key is None and settings.vapid_private_key_file == "vapid_private.pem"
+    assert WebPushSettings(adapter="webpush", vapid_subject="mailto:a@b.cn").vapid_private_key is None
+
+
+def keyless_channel(data_dir: Path, **overrides: object) -> WebPushChannel:
+    settings = WebPushSettings(
+        adapter="webpush",
+        vapid_subject="mailto:duty@liangping.gov.cn",
+        timeout=2.0,
+        **overrides,  # type: ignore[arg-type]
+    )
+    return WebPushChannel("push", settings, data_dir=str(data_dir))
+
+
+async def test_without_a_key_one_is_generated_once_into_the_data_dir(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"  # not there yet
+    first = keyless_channel(data)
+    await first.start()
+    await first.close()
+    key_file = data / "vapid_private.pem"
+    assert key_file.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    public = first.application_server_key
+    assert len(public) == 87 and base64.urlsafe_b64decode(public + "=")[0] == 4  # uncompressed P-256 point
+    generated = [r.getMessage() for r in caplog.records if "generated a new VAPID key" in r.getMessage()]
+    assert len(generated) == 1 and public in generated[0] and str(key_file) in generated[0]
+    # the next start (a restart) reads the same key: subscriptions made with it stay valid
+    caplog.clear()
+    again = keyless_channel(data)
+    await again.start()
+    await again.close()
+    assert again.application_server_key == public
+    assert not any("generated" in r.getMessage() for r in caplog.records)
+    # an absolute vapid_private_key_file is used as it is
+    elsewhere = keyless_channel(data, vapid_private_key_file=str(tmp_path / "keys" / "push.pem"))
+    await elsewhere.start()
+    await elsewhere.close()
+    assert (tmp_path / "keys" / "push.pem").exists() and elsewhere.application_server_key != public
+
+
+async def test_a_broken_key_file_stops_the_start(tmp_path: Path) -> None:
+    (tmp_path / "vapid_private.pem").write_text("not a key")
+    channel = keyless_channel(tmp_path)
+    with pytest.raises(ValueError, match=r"vapid_private.pem is not a VAPID \(P-256\) private key"):
+        await channel.start()
+    await channel.close()
+
+
+async def test_a_configured_key_is_used_and_no_file_written(tmp_path: Path) -> None:
+    channel = keyless_channel(tmp_path, vapid_private_key=VAPID_PRIVATE)
+    await channel.start()
+    await channel.close()
+    assert channel.application_server_key == VAPID_PUBLIC and not (tmp_path / "vapid_private.pem").exists()
 
 
 def test_subscription_tokens() -> None:
@@ -270,3 +328,43 @@ async def test_dispatch_disables_an_expired_subscription(
         )
     }
     assert rows["唐建华"]["status"] == "sent"
+
+
+async def test_example_push_subscribes_with_the_served_key_and_delivers(
+    config_dir: Path, service: WebPushService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example's `push` block as it is (no WARND_VAPID_PRIVATE_KEY): the key is generated at start, served
+    at GET /api/v1/push/vapid-public-key, and a subscriber's PushSubscription JSON in push_tokens gets the
+    warning signed with it."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from warnd.api import make_web_app
+
+    monkeypatch.delenv("WARND_VAPID_PRIVATE_KEY", raising=False)
+    monkeypatch.delenv("WARND_VAPID_SUBJECT", raising=False)
+    device = service.subscriber("wang")
+
+    def subscribers(data: dict) -> None:
+        for person in data["subscribers"]:
+            if person["name"] == "王大山":
+                person["push_tokens"] = [device.token]
+
+    edit_yaml(config_dir / "subscribers.yaml", subscribers)
+    app = App(load_config(config_dir), clock=clock)
+    await app.start(channels=True)
+    try:
+        async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0)) as client:
+            resp = await client.get("/api/v1/push/vapid-public-key")
+            assert resp.status == 200
+            key = (await resp.json())["channels"]["push"]
+        assert (app.config.data_dir / "vapid_private.pem").exists()
+        [result] = await app.pipeline.ingest(cap_cn(), source="t")
+        await app.dispatcher.drain()
+        [row] = await app.store.deliveries_page({"alert_id": result.alert_id, "channel": "push"}, limit=10)
+        assert (row["recipient"], row["status"]) == ("王大山", "sent")
+        [request] = service.requests_for("wang")
+        auth = request.header("Authorization") or ""
+        assert auth.startswith("vapid t=") and f"k={key}" in auth
+        assert device.decrypt(request.raw)["title"]
+    finally:
+        await app.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from conftest import cap_cn, edit_yaml
 
 from warnd.app import App
@@ -40,6 +41,7 @@ def by_recipient(rows: list[dict], channel: str = "sms") -> dict[str, dict]:
 # --- Updates: per-recipient wording ------------------------------------------------------------------------
 
 
+@pytest.mark.file_push  # push wording per action
 async def test_update_that_moves_the_area_speaks_to_each_recipient(app: App, clock: FakeClock) -> None:
     """Orange for 屏锦镇 + 礼让镇, then upgraded to red for 屏锦镇 + 云龙镇: 屏锦镇 hears 升级, 云龙镇 (newly inside)
     gets the full warning, 礼让镇 (no longer inside) a short note naming their village."""
@@ -101,6 +103,7 @@ async def test_update_that_moves_the_area_speaks_to_each_recipient(app: App, clo
     assert stats["no_longer_applies"] == len(lirang) and stats["newly_inside"] == 3  # 冯志刚, 邓秀兰, 彭海涛
 
 
+@pytest.mark.file_push  # push wording per action
 async def test_update_that_shrinks_the_area(app: App, clock: FakeClock) -> None:
     """Same colour, smaller area: 更新 for those still inside, the short note for the rest."""
     [orange] = await app.pipeline.ingest(cap_cn(severity="Orange"), source="t")
@@ -637,6 +640,7 @@ async def test_held_update_is_released_as_new_after_the_timeout(app: App, clock:
 # --- expiry ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.file_push  # push wording per action
 async def test_expiry_sends_a_jiechu_note_when_the_rule_asks(config_dir: Path, clock: FakeClock) -> None:
     def notify(data: dict) -> None:
         for rule in data["rules"]:
