@@ -492,3 +492,39 @@ async def test_broker_restart_loses_no_command(tmp_path: Path, clock: FakeClock,
     finally:
         await ch.close()
         await broker.stop()
+
+
+async def test_slow_and_failing_terminals_report_back_as_feedback(mqtt_app: App, prefix: str) -> None:
+    """One terminal plays at once, one answers only after the others (slow), one reports a failed play (e.g. a
+    dead amplifier): every report lands on its own delivery, in order, and none changes the sent status."""
+    async with FakeTerminal(prefix) as term:
+        [alert] = await mqtt_app.pipeline.ingest(cap_cn(), source="t")
+        await mqtt_app.dispatcher.drain()
+        commands = dict([await term.next() for _ in range(3)])
+        fast, slow, failing = "LS-500228001201-01", "LS-500228101201-01", "LS-500228102201-01"
+        await term.report(fast, commands[fast]["msg_id"], "playing")
+        await term.report(failing, commands[failing]["msg_id"], "playing")
+        await term.report(fast, commands[fast]["msg_id"], "success", play_count=3)
+        await term.report(failing, commands[failing]["msg_id"], 4, play_count=1)  # GY/T 4: failed (partial)
+        await term.report(slow, commands[slow]["msg_id"], "waiting")  # queued behind a local programme
+        await term.report(slow, commands[slow]["msg_id"], "success", play_count=3)
+        rows = {r["provider_message_id"]: r for r in await _loudspeaker_rows(mqtt_app, alert.alert_id)}
+
+        async def states() -> dict[str, list[str]]:
+            out = {}
+            for terminal, cmd in commands.items():
+                row = rows[cmd["msg_id"]]
+                events = (await mqtt_app.store.delivery_events([row["id"]]))[row["id"]]
+                out[terminal] = [e["detail"]["state"] for e in events if e["kind"] == "feedback"]
+            return out
+
+        async def all_in() -> bool:
+            return sum(len(v) for v in (await states()).values()) == 6
+
+        await eventually(all_in)
+        assert await states() == {
+            fast: ["playing", "success"],
+            slow: ["waiting", "success"],
+            failing: ["playing", "failed"],
+        }
+    assert {r["status"] for r in await _loudspeaker_rows(mqtt_app, alert.alert_id)} == {"sent"}
