@@ -77,6 +77,9 @@ class SendResult:
     delivery_id: int
     outcome: Outcome
     provider_message_id: str | None = None
+    # one provider id per part when the provider numbers parts separately (SMPP: one per submit_sm); empty =
+    # every part (SMS segment) goes by ``provider_message_id``. Receipts are matched by these (docs/feedback.md).
+    part_ids: tuple[str, ...] = ()
     error: str | None = None  # the provider's reason, in its own words where it gave one
     retry_after: float | None = None  # seconds, from Retry-After or the provider's own hint
     response: Mapping[str, Any] | None = None  # status code / excerpt kept in delivery events
@@ -92,8 +95,10 @@ class SendResult:
 class FeedbackSink(Protocol):
     """Where adapters report what happened after a send (a terminal's play state, a delivery receipt).
 
-    ``msg_id`` is the delivery's idempotency key as the adapter sent it; ``state`` the reported state
-    (e.g. ``playing``, ``success``); ``detail`` whatever else came with it. Unknown msg_ids are recorded too."""
+    ``msg_id`` is the delivery's idempotency key as the adapter sent it (or ``<adapter>:<provider id>`` when the
+    adapter does not know it); ``state`` the reported state (e.g. ``playing``, ``success``, ``DELIVRD``);
+    ``detail`` whatever else came with it — ``message_id`` there is the provider's id of the part reported on.
+    What a state means for the delivery is :mod:`warnd.receipts`'. Unknown msg_ids are recorded too."""
 
     async def record(self, channel: str, msg_id: str, state: str, detail: Mapping[str, Any]) -> None: ...
 

@@ -309,6 +309,7 @@ class SmppChannel(Channel):
             message.delivery_id,
             Outcome.ACCEPTED,
             provider_message_id=",".join(ids),
+            part_ids=tuple(ids),
             response={"status": 0, "parts": len(parts)},
         )
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from channels.webhook import verify_signature
 from channels.webpush import WebPushChannel
 from warnd import __version__
 from warnd.app import App
@@ -25,6 +26,7 @@ from warnd.hazards import COLOUR_LABELS, LEVEL_LABELS
 from warnd.hydro.readings import parse_pushed
 from warnd.logs import mask_phone
 from warnd.pipeline import BroadcastInvalid, BroadcastRequest, IngestResult
+from warnd.receipts import ADAPTER_KINDS, KINDS
 
 log = logging.getLogger("warnd.api")
 APP_KEY: web.AppKey[App] = web.AppKey("warnd", App)
@@ -63,11 +65,56 @@ def authenticate(app: App, request: web.Request) -> str | None:
     return None
 
 
+FEEDBACK_PREFIX = "/api/v1/feedback/"
+REPLAY_WINDOW = 300.0  # seconds either side of X-Warnd-Timestamp
+
+
+async def _feedback_principal(app: App, request: web.Request) -> str | None:
+    """Receipt webhooks carry no bearer token: they are signed (``X-Warnd-Timestamp`` + ``X-Warnd-Signature``,
+    HMAC-SHA256 as channels/webhook.py) with the kind's secret from ``api.feedback_secrets``. A missing, bad or
+    stale signature is refused and only audited."""
+    kind = request.path[len(FEEDBACK_PREFIX) :].strip("/")
+    secret = app.config.api.feedback_secrets.get(kind, "")
+    body = await request.read()
+    ok = verify_signature(
+        secret,
+        request.headers.get("X-Warnd-Timestamp", ""),
+        body,
+        request.headers.get("X-Warnd-Signature", ""),
+        now=app.clock.now().timestamp(),
+        tolerance=REPLAY_WINDOW,
+    )
+    if ok:
+        return f"feedback:{kind}"
+    await app.store.audit(
+        app.clock.now(),
+        f"feedback:{kind[:40]}",
+        "feedback.rejected",
+        target=kind[:200] or None,
+        detail={
+            "reason": "no secret configured for this kind"
+            if not secret
+            else "missing, bad or expired signature",
+            "bytes": len(body),
+            "timestamp": request.headers.get("X-Warnd-Timestamp", "")[:20],
+        },
+        remote=request.remote,
+    )
+    return None
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path == "/healthz":
         return await handler(request)
-    principal = authenticate(request.app[APP_KEY], request)
+    app = request.app[APP_KEY]
+    if request.path.startswith(FEEDBACK_PREFIX) and request.method == "POST":
+        principal = await _feedback_principal(app, request)
+        if principal is None:
+            return _error(401, "signature required: X-Warnd-Timestamp and X-Warnd-Signature: sha256=<hmac>")
+        request[PRINCIPAL] = principal
+        return await handler(request)
+    principal = authenticate(app, request)
     if principal is None:
         return _error(401, "authentication required: send Authorization: Bearer <token>")
     request[PRINCIPAL] = principal
@@ -146,6 +193,7 @@ def delivery_json(row: Mapping[str, Any], *, unmask: bool = False) -> dict[str, 
         "ack_deadline": row["ack_deadline"],
         "created_at": row["created_at"],
         "sent_at": row["sent_at"],
+        "delivered_at": row["delivered_at"],
         "updated_at": row["updated_at"],
         "rules": row["rules"],
         "suppressed_by": row["suppressed_by"],  # the alert chain that covered the recipient
@@ -252,6 +300,77 @@ async def post_readings(request: web.Request) -> web.Response:
         remote=request.remote,
     )
     return _json(summary, tz=app.tz)
+
+
+MAX_RECEIPTS = 1000  # per request
+
+
+async def post_feedback(request: web.Request) -> web.Response:
+    """Signed receipt webhook (docs/feedback.md): a JSON list (or ``{"receipts": [...]}``) of
+    ``{message_id, state, error?, segment?, segments?, phone?, time?, channel?}`` for one report kind. Every item
+    is recorded (unknown ids in the audit log); the answer counts them."""
+    app = request.app[APP_KEY]
+    kind = request.match_info["kind"]
+    if kind not in KINDS:
+        return _error(404, f"unknown feedback kind {kind!r} (one of {', '.join(KINDS)})")
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, RecursionError):
+        return _error(400, "body must be JSON: a list of receipts")
+    items = body.get("receipts") if isinstance(body, dict) else body
+    if not isinstance(items, list):
+        return _error(400, 'body must be a list of receipts (or {"receipts": [...]})')
+    if len(items) > MAX_RECEIPTS:
+        return _error(400, f"at most {MAX_RECEIPTS} receipts per request")
+    own = [name for name, c in app.config.channels.items() if ADAPTER_KINDS.get(c["adapter"]) == kind]
+    counts = {"matched": 0, "duplicate": 0, "recorded": 0, "unknown": 0, "ambiguous": 0, "invalid": 0}
+    now = app.clock.now()
+    for item in items:
+        receipt = _receipt(item, app.config.channels, own)
+        if receipt is None:
+            counts["invalid"] += 1
+            continue
+        channels, message_id, state, segment, detail = receipt
+        phone = detail.pop("_phone", None)
+        result = await app.store.record_feedback(
+            channels,
+            message_id,
+            state,
+            detail,
+            now,
+            kind=kind,
+            provider_id=message_id,
+            segment=segment,
+            phone=phone,
+            actor=request[PRINCIPAL],
+        )
+        counts[result.outcome] += 1
+    return _json({"received": len(items), **counts})
+
+
+def _receipt(
+    item: Any, configured: Mapping[str, Any], own: list[str]
+) -> tuple[list[str], str, str, int | None, dict[str, Any]] | None:
+    """One webhook receipt, checked: (channels to look in, message id, state, segment, detail) or None."""
+    if not isinstance(item, dict):
+        return None
+    message_id, state = item.get("message_id"), item.get("state")
+    if not isinstance(message_id, str | int) or not str(message_id) or not isinstance(state, str | int):
+        return None
+    channel = item.get("channel")
+    if channel is not None and (not isinstance(channel, str) or channel not in configured):
+        return None
+    segment = item.get("segment")
+    if segment is not None and (not isinstance(segment, int) or isinstance(segment, bool) or segment < 1):
+        return None
+    detail: dict[str, Any] = {"message_id": str(message_id)[:128], "source": "webhook"}
+    for key in ("error", "segments", "phone", "time"):
+        value = item.get(key)
+        if value is not None:
+            detail[key] = value if isinstance(value, int | float) else str(value)[:200]
+    if "phone" in detail:  # raw for telling deliveries apart, masked in the record
+        detail["_phone"], detail["phone"] = str(detail["phone"]), mask_phone(str(detail["phone"]))
+    return ([channel] if channel else own or list(configured)), str(message_id), str(state), segment, detail
 
 
 async def audio(request: web.Request) -> web.StreamResponse:
@@ -462,6 +581,7 @@ def make_web_app(app: App) -> web.Application:
     web_app.router.add_get("/api/v1/feeds", feeds)
     web_app.router.add_get("/api/v1/channels", channels)
     web_app.router.add_post("/api/v1/readings", post_readings)
+    web_app.router.add_post(FEEDBACK_PREFIX + "{kind}", post_feedback)
     web_app.router.add_get("/api/v1/hydrology", hydrology)
     web_app.router.add_get("/api/v1/audio/{name}", audio)
     web_app.router.add_get("/api/v1/push/vapid-public-key", vapid_public_key)

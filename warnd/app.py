@@ -15,6 +15,7 @@ from warnd.config import Config, Subscriber, Terminal
 from warnd.dispatch import Dispatcher
 from warnd.hydro.service import HydroService
 from warnd.pipeline import Pipeline
+from warnd.receipts import ADAPTER_KINDS
 from warnd.render import Renderer
 from warnd.store import Store
 
@@ -55,15 +56,26 @@ def recipient_row(person: Subscriber | Terminal) -> dict[str, Any]:
 
 
 class StoreFeedback:
-    """The channels' :class:`channels.base.FeedbackSink`: reports become delivery events in the store."""
+    """The channels' :class:`channels.base.FeedbackSink`: reports become delivery events in the store and move
+    the delivery's status (sent → delivered | failed, :mod:`warnd.receipts`)."""
 
-    def __init__(self, store: Store, clock: Clock):
+    def __init__(self, store: Store, clock: Clock, kinds: Mapping[str, str] | None = None):
         self.store = store
         self.clock = clock
+        self.kinds = dict(kinds or {})  # channel name → report kind (sms, push, loudspeaker)
 
     async def record(self, channel: str, msg_id: str, state: str, detail: Mapping[str, Any]) -> None:
-        delivery_id = await self.store.record_feedback(channel, msg_id, state, detail, self.clock.now())
-        if delivery_id is None:
+        part = detail.get("message_id")  # the provider's id of the part reported on (SMPP receipts)
+        result = await self.store.record_feedback(
+            channel,
+            msg_id,
+            state,
+            detail,
+            self.clock.now(),
+            kind=self.kinds.get(channel, ""),
+            provider_id=str(part) if part else None,
+        )
+        if result.delivery_id is None:
             log.warning(
                 "channel %s: %s report for unknown msg_id %r (kept in the audit log)", channel, state, msg_id
             )
@@ -84,7 +96,11 @@ class App:
             for name, settings in config.channels.items()
         }
         self.speech = Speech(config.audio, config.data_dir / "audio")
-        self.feedback = StoreFeedback(self.store, self.clock)
+        self.feedback = StoreFeedback(
+            self.store,
+            self.clock,
+            {name: ADAPTER_KINDS.get(c["adapter"], "") for name, c in config.channels.items()},
+        )
         for channel in self.channels.values():
             channel.feedback = self.feedback
         self.dispatcher = Dispatcher(

@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs = sub.add_parser("logs", parents=[common], help="the delivery log")
     logs.add_argument("--alert", type=int, help="alert id")
     logs.add_argument("--channel")
-    logs.add_argument("--status", help="queued, sent, failed, failed_over, suppressed, superseded, expired")
+    logs.add_argument(
+        "--status", help="queued, sent, delivered, failed, failed_over, suppressed, superseded, expired"
+    )
     logs.add_argument("--area", help="admin code or prefix, e.g. 500228101")
     logs.add_argument("--since", help="ISO time or a duration ago (30m, 2h, 1d)")
     logs.add_argument("--until", help="ISO time or a duration ago")

@@ -157,6 +157,9 @@ class ApiSettings(_Model):
     port: int = 8470
     max_body_bytes: int = 2_000_000
     tokens: list[ApiToken] = []
+    # receipt webhooks POST /api/v1/feedback/{kind}: HMAC secret per kind (sms, push, loudspeaker), written as
+    # ${ENV}; an empty or missing secret turns that kind's webhook off (docs/feedback.md)
+    feedback_secrets: dict[str, str] = {}
 
 
 class DispatchSettings(_Model):

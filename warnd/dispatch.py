@@ -396,7 +396,12 @@ class Dispatcher:
         }
         if result.outcome is Outcome.ACCEPTED:
             return _outcome(
-                d["id"], "sent", "accepted", provider_message_id=result.provider_message_id, detail=detail
+                d["id"],
+                "sent",
+                "accepted",
+                provider_message_id=result.provider_message_id,
+                parts=list(result.part_ids),
+                detail=detail,
             )
         if result.outcome is Outcome.FAILED:
             return _outcome(

@@ -169,7 +169,8 @@ deliveries = Table(
     Column("recipient_id", Integer, ForeignKey("recipients.id"), nullable=False),
     Column("channel", String(32), nullable=False),
     Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
-    # queued | sent | failed | failed_over | suppressed | superseded | expired
+    # queued | sent | delivered | failed | failed_over | suppressed | superseded | expired
+    # (delivered / failed after sent: from delivery receipts and play reports, docs/feedback.md)
     Column("status", String(12), nullable=False),
     Column("priority", SmallInteger, nullable=False),  # lower first
     Column(
@@ -193,6 +194,7 @@ deliveries = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),  # when the last part's success report made it delivered
     UniqueConstraint("alert_id", "recipient_id", "channel"),
     Index("ix_deliveries_ready", "status", "channel", "priority", "visible_at"),
     Index("ix_deliveries_recipient", "recipient_id"),
@@ -207,11 +209,29 @@ delivery_events = Table(
     Column("id", Integer, primary_key=True),
     Column("delivery_id", Integer, ForeignKey("deliveries.id"), nullable=False),
     Column("at", UTCDateTime, nullable=False),
-    # accepted | retry | failed | failed_over | failover | deferred | superseded | expired | released
+    # accepted | retry | failed | failed_over | failover | deferred | superseded | expired | released | feedback
     Column("kind", String(16), nullable=False),
     Column("detail", JSON),
     Index("ix_delivery_events_delivery", "delivery_id"),
 )
+
+# The parts of a sent delivery (SMS segments; one part elsewhere) and what their receipts said, written in the
+# transaction that marks the delivery sent. ``provider_id``: the part's provider message id (SMPP: one per part;
+# SMS gateways: the message's id on every part; may be shared by a gateway's whole batch, hence not unique).
+delivery_parts = Table(
+    "delivery_parts",
+    metadata,
+    Column("delivery_id", Integer, ForeignKey("deliveries.id"), nullable=False),
+    Column("part", SmallInteger, nullable=False),  # 0-based
+    Column("channel", String(32), nullable=False),
+    Column("provider_id", String(128)),
+    Column("state", String(12), nullable=False),  # sent | delivered | failed (only ever gets worse)
+    Column("report", String(32)),  # the last reported state, as the provider wrote it (duplicate check)
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("delivery_id", "part"),
+    Index("ix_delivery_parts_provider", "channel", "provider_id"),
+)
+
 
 # Append-only record of operator and machine actions.
 audit_log = Table(

@@ -36,11 +36,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from warnd.config import area_prefix
 from warnd.hazards import COLOUR_LABELS
+from warnd.receipts import PART_RANK, Verdict, classify, delivery_status, part_state
 from warnd.schema import (
     alerts,
     audit_log,
     deliveries,
     delivery_events,
+    delivery_parts,
     feed_entries,
     feed_state,
     gauge_readings,
@@ -52,7 +54,11 @@ from warnd.schema import (
     recipients,
 )
 
-RECEIVED = ("sent",)  # delivery statuses that mean the recipient was reached (issue 5 adds delivered)
+# delivery statuses that mean the recipient was reached: sent (the provider / broker accepted it; no receipt
+# says otherwise yet) and delivered (every part's receipt said so). A receipt's failed is not among them.
+RECEIVED = ("sent", "delivered")
+# statuses a receipt can move (docs/feedback.md): sent → delivered | failed, delivered → failed (a failed part)
+RECEIPT_STATUSES = ("sent", "delivered", "failed")
 # ``deliveries.rules`` of an Update's short note to someone no longer inside its area: it covers nobody
 NO_LONGER_APPLIES = "no-longer-applies"
 # why a suppressed delivery goes out after all (:meth:`Store.release_suppressed`), by what ended the cover
@@ -66,7 +72,7 @@ RELEASED_BECAUSE = {
 }
 # failed_over: not sent on its channel (circuit open, terminal offline, retries exhausted); alternate deliveries
 # (another channel, or the village's grid workers) carry the warning instead (docs/failover.md)
-FINAL = ("sent", "failed", "failed_over", "suppressed", "superseded", "expired")
+FINAL = ("sent", "delivered", "failed", "failed_over", "suppressed", "superseded", "expired")
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,21 @@ class AudienceQuery:
     bbox: tuple[float, float, float, float] | None = None  # min_lat, min_lon, max_lat, max_lon
     rule_prefixes: tuple[str, ...] = ()
     everywhere: bool = False  # no area restriction from the alert (manual broadcast to groups)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What became of one report (:meth:`Store.record_feedback`).
+
+    outcome: ``matched`` (applied to its delivery's parts), ``duplicate`` (the same state for the same part(s)
+    again: recorded, counted once), ``recorded`` (kept on the delivery, changes nothing: not sent yet, or never
+    sent, or no such part), ``unknown`` (no delivery: kept in the audit log), ``ambiguous`` (a provider id shared
+    by several deliveries and nothing to tell them apart: audit log)."""
+
+    outcome: str
+    delivery_id: int | None = None
+    status: str | None = None
+    late: bool = False
 
 
 @dataclass(frozen=True)
@@ -1212,7 +1233,9 @@ class Store:
         """Apply send outcomes, fenced by the lease token: a result lands only if the claim still holds the row.
 
         Each outcome: delivery_id, status (sent | failed | queued), visible_at (for queued), provider_message_id,
-        error, event (kind + detail). Returns how many rows were updated."""
+        error, event (kind + detail), parts (provider id per part, when the provider numbers parts; for sent).
+        A sent delivery gets its ``delivery_parts`` rows in the same transaction. Returns how many rows were
+        updated."""
         updated = 0
         async with self.write() as conn:
             for outcome in outcomes:
@@ -1223,7 +1246,10 @@ class Store:
                     "error": outcome.get("error"),
                 }
                 if outcome["status"] == "sent":
-                    values.update(provider_message_id=outcome.get("provider_message_id"), sent_at=now)
+                    values.update(
+                        provider_message_id=(outcome.get("provider_message_id") or "")[:128] or None,
+                        sent_at=now,
+                    )
                 if outcome["status"] == "queued":
                     values["visible_at"] = outcome["visible_at"]
                 if outcome.get("reason") is not None:
@@ -1245,7 +1271,63 @@ class Store:
                             detail=outcome.get("detail"),
                         )
                     )
+                    if outcome["status"] == "sent":
+                        await self._add_parts(conn, outcome, now)
         return updated
+
+    async def _add_parts(self, conn: AsyncConnection, outcome: Mapping[str, Any], now: datetime) -> None:
+        """The parts of a delivery just marked sent (same transaction), then any receipt that arrived before."""
+        delivery_id = outcome["delivery_id"]
+        row = (
+            await conn.execute(
+                select(deliveries.c.channel, deliveries.c.segments).where(deliveries.c.id == delivery_id)
+            )
+        ).one()
+        ids: list[str | None] = list(outcome.get("parts") or ())
+        if not ids:
+            ids = [outcome.get("provider_message_id")] * max(1, int(row.segments or 1))
+        await conn.execute(
+            delete(delivery_parts).where(delivery_parts.c.delivery_id == delivery_id)
+        )  # a resend after a lost answer: the new ids count
+        await conn.execute(
+            insert(delivery_parts),
+            [
+                {
+                    "delivery_id": delivery_id,
+                    "part": i,
+                    "channel": row.channel,
+                    "provider_id": (pid or "")[:128] or None,
+                    "state": "sent",
+                    "updated_at": now,
+                }
+                for i, pid in enumerate(ids)
+            ],
+        )
+        early = await conn.execute(
+            select(delivery_events.c.id, delivery_events.c.detail)
+            .where(delivery_events.c.delivery_id == delivery_id, delivery_events.c.kind == "feedback")
+            .order_by(delivery_events.c.id)
+        )
+        for event_id, detail in list(early):
+            if not (isinstance(detail, dict) and detail.get("pending")):
+                continue
+            delivery = await self._feedback_delivery(conn, deliveries.c.id == delivery_id)
+            assert delivery is not None
+            applied = await self._apply_report(
+                conn,
+                delivery,
+                detail.get("provider_id"),
+                detail.get("segment"),
+                str(detail.get("state")),
+                Verdict(detail.get("verdict", "info")),
+                detail.get("error"),
+                now,
+            )
+            await conn.execute(
+                update(delivery_events)
+                .where(delivery_events.c.id == event_id)
+                .values(detail={**detail, "pending": False, **applied})
+            )
 
     # --- channel feedback: terminal play states, earlier deliveries an Update/Cancel refers to ----------------
 
@@ -1267,7 +1349,7 @@ class Store:
             .where(
                 alerts.c.root_id.in_({c.alert["root_id"] for c in claimed if c.delivery["id"] in later}),
                 deliveries.c.channel == channel,
-                deliveries.c.status == "sent",
+                deliveries.c.status.in_(RECEIVED),
                 deliveries.c.recipient_id.in_(
                     {c.delivery["recipient_id"] for c in claimed if c.delivery["id"] in later}
                 ),
@@ -1287,35 +1369,173 @@ class Store:
         return out
 
     async def record_feedback(
-        self, channel: str, msg_id: str, state: str, detail: Mapping[str, Any], now: datetime
-    ) -> int | None:
-        """Record a provider's or terminal's report about a sent message (``msg_id`` = the delivery's
-        idempotency key) as a ``feedback`` delivery event; returns the delivery id. A report for an unknown
-        msg_id is kept in the audit log (action ``feedback_unknown``) and returns None."""
-        event = {"state": state, **dict(detail)}
+        self,
+        channels: str | Sequence[str],
+        msg_id: str | None,
+        state: str,
+        detail: Mapping[str, Any],
+        now: datetime,
+        *,
+        kind: str = "",
+        provider_id: str | None = None,
+        segment: int | None = None,
+        phone: str | None = None,
+        actor: str | None = None,
+    ) -> Feedback:
+        """Record a provider's or terminal's report about a message and apply it to its delivery, atomically.
+
+        The delivery is found by ``msg_id`` (its idempotency key) on one of ``channels``, else by provider message
+        id (``provider_id``, else ``msg_id``) in ``delivery_parts`` — an SMPP part id matches its own part.
+        ``state`` is mapped by :func:`warnd.receipts.classify` for the channel ``kind`` (sms, push, loudspeaker);
+        ``segment`` (1-based) narrows the report to one part. Every report becomes a ``feedback`` delivery event
+        (``detail``: the state, its verdict, the parts it touched, duplicate / late / applied); the delivery's
+        status follows its parts (docs/feedback.md). A report that matches no delivery is kept in the audit log
+        (action ``feedback_unknown``)."""
+        names = [channels] if isinstance(channels, str) else list(channels)
+        verdict = classify(kind, state)
+        event: dict[str, Any] = {
+            "state": state,
+            **dict(detail),
+            "verdict": verdict.value,
+            "provider_id": provider_id,
+            "segment": segment,
+        }
         async with self.write() as conn:
-            delivery_id = (
-                await conn.execute(
-                    select(deliveries.c.id).where(
-                        deliveries.c.idempotency_key == msg_id, deliveries.c.channel == channel
-                    )
+            delivery = None
+            if msg_id:
+                delivery = await self._feedback_delivery(
+                    conn, and_(deliveries.c.idempotency_key == msg_id, deliveries.c.channel.in_(names))
                 )
-            ).scalar_one_or_none()
-            if delivery_id is None:
+            outcome = "unknown"
+            wanted = provider_id or msg_id
+            if delivery is None and wanted:
+                ids = [
+                    r[0]
+                    for r in await conn.execute(
+                        select(delivery_parts.c.delivery_id)
+                        .where(
+                            delivery_parts.c.channel.in_(names), delivery_parts.c.provider_id == wanted[:128]
+                        )
+                        .distinct()
+                    )
+                ]
+                if len(ids) > 1 and phone:
+                    ids = [
+                        r[0]
+                        for r in await conn.execute(
+                            select(deliveries.c.id)
+                            .join(recipients, recipients.c.id == deliveries.c.recipient_id)
+                            .where(deliveries.c.id.in_(ids), recipients.c.phone == phone)
+                        )
+                    ]
+                if len(ids) == 1:
+                    delivery = await self._feedback_delivery(conn, deliveries.c.id == ids[0])
+                    if provider_id is None:
+                        event["provider_id"] = provider_id = wanted
+                elif ids:
+                    outcome = "ambiguous"
+            if delivery is None:
                 await conn.execute(
                     insert(audit_log).values(
                         at=now,
-                        actor=f"channel:{channel}",
+                        actor=actor or f"channel:{names[0] if len(names) == 1 else kind}",
                         action="feedback_unknown",
-                        target=msg_id[:200],
-                        detail=event,
+                        target=(msg_id or provider_id or "")[:200] or None,
+                        detail={**event, "channels": names, "outcome": outcome},
                     )
                 )
-                return None
-            await conn.execute(
-                insert(delivery_events).values(delivery_id=delivery_id, at=now, kind="feedback", detail=event)
+                return Feedback(outcome)
+            late = delivery["expires"] is not None and delivery["expires"] <= now
+            if late:
+                event["late"] = True
+            applied = await self._apply_report(
+                conn, delivery, provider_id, segment, state, verdict, event.get("error"), now
             )
-            return int(delivery_id)
+            event.update(applied)
+            await conn.execute(
+                insert(delivery_events).values(
+                    delivery_id=delivery["id"], at=now, kind="feedback", detail=event
+                )
+            )
+            if applied.get("duplicate"):
+                result = "duplicate"
+            elif applied.get("applied"):
+                result = "matched"
+            else:
+                result = "recorded"
+            return Feedback(result, int(delivery["id"]), applied.get("status", delivery["status"]), late)
+
+    async def _feedback_delivery(self, conn: AsyncConnection, where: Any) -> dict[str, Any] | None:
+        row = (
+            await conn.execute(
+                select(
+                    deliveries.c.id,
+                    deliveries.c.status,
+                    deliveries.c.channel,
+                    alerts.c.expires,
+                )
+                .join(alerts, alerts.c.id == deliveries.c.alert_id)
+                .where(where)
+            )
+        ).first()
+        return dict(row._mapping) if row else None
+
+    async def _apply_report(
+        self,
+        conn: AsyncConnection,
+        delivery: Mapping[str, Any],
+        provider_id: str | None,
+        segment: int | None,
+        state: str,
+        verdict: Verdict,
+        error: Any,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Apply one report to the delivery's parts and status; returns what to note in its event."""
+        parts = [
+            dict(r._mapping)
+            for r in await conn.execute(
+                select(delivery_parts)
+                .where(delivery_parts.c.delivery_id == delivery["id"])
+                .order_by(delivery_parts.c.part)
+            )
+        ]
+        if not parts:  # in flight (the send's answer has not landed yet) or never sent: nothing to move
+            return {"applied": False, "pending": delivery["status"] == "queued"}
+        targets = parts
+        if provider_id:
+            own = [p for p in parts if p["provider_id"] == provider_id[:128]]
+            targets = own or targets
+        if segment is not None:
+            targets = [p for p in targets if p["part"] == segment - 1]
+            if not targets:
+                return {"applied": False, "no_such_part": True}
+        indices = [p["part"] for p in targets]
+        report = state[:32]
+        if all(p["report"] == report for p in targets):
+            return {"applied": False, "duplicate": True, "parts": indices}
+        states = {p["part"]: p["state"] for p in parts}
+        for p in targets:
+            states[p["part"]] = part_state(p["state"], verdict)
+            await conn.execute(
+                update(delivery_parts)
+                .where(delivery_parts.c.delivery_id == delivery["id"], delivery_parts.c.part == p["part"])
+                .values(state=states[p["part"]], report=report, updated_at=now)
+            )
+        status = delivery["status"]
+        new = delivery_status(states.values())
+        if status in RECEIPT_STATUSES and PART_RANK[new] > PART_RANK[status]:
+            values: dict[str, Any] = {"status": new, "updated_at": now}
+            if new == "delivered":
+                values["delivered_at"] = now
+            else:
+                failed = [i for i, st in sorted(states.items()) if st == "failed"]
+                where = f" (part {failed[0] + 1}/{len(states)})" if len(states) > 1 else ""
+                values["error"] = f"receipt: {state}{where}" + (f": {error}" if error else "")
+                values["delivered_at"] = None
+            await conn.execute(update(deliveries).where(deliveries.c.id == delivery["id"]).values(**values))
+            status = new
+        return {"applied": True, "parts": indices, "status": status}
 
     # --- dispatch (continued) --------------------------------------------------------------------------------
 
@@ -1386,6 +1606,7 @@ class Store:
                 d.c.ack_deadline,
                 d.c.created_at,
                 d.c.sent_at,
+                d.c.delivered_at,
                 d.c.updated_at,
                 d.c.rules,
                 d.c.suppressed_by,
@@ -1537,4 +1758,4 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-__all__ = ["AudienceQuery", "Claimed", "Store", "metadata"]
+__all__ = ["AudienceQuery", "Claimed", "Feedback", "Store", "metadata"]

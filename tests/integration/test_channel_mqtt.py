@@ -496,7 +496,8 @@ async def test_broker_restart_loses_no_command(tmp_path: Path, clock: FakeClock,
 
 async def test_slow_and_failing_terminals_report_back_as_feedback(mqtt_app: App, prefix: str) -> None:
     """One terminal plays at once, one answers only after the others (slow), one reports a failed play (e.g. a
-    dead amplifier): every report lands on its own delivery, in order, and none changes the sent status."""
+    dead amplifier): every report lands on its own delivery, in order; success makes the delivery delivered, a
+    failed play makes it failed (issue 5: docs/feedback.md)."""
     async with FakeTerminal(prefix) as term:
         [alert] = await mqtt_app.pipeline.ingest(cap_cn(), source="t")
         await mqtt_app.dispatcher.drain()
@@ -527,4 +528,8 @@ async def test_slow_and_failing_terminals_report_back_as_feedback(mqtt_app: App,
             slow: ["waiting", "success"],
             failing: ["playing", "failed"],
         }
-    assert {r["status"] for r in await _loudspeaker_rows(mqtt_app, alert.alert_id)} == {"sent"}
+    after = {r["provider_message_id"]: r for r in await _loudspeaker_rows(mqtt_app, alert.alert_id)}
+    status = {t: after[c["msg_id"]]["status"] for t, c in commands.items()}
+    assert status == {fast: "delivered", slow: "delivered", failing: "failed"}
+    assert after[commands[fast]["msg_id"]]["delivered_at"] is not None
+    assert after[commands[failing]["msg_id"]]["error"] == "receipt: failed"
