@@ -55,29 +55,28 @@ _PLAY_DELIVERED = {"success", "played", "done", "finished"}
 _PLAY_FAILED = {"failed", "fail", "error"}
 
 
+def _play_state(text: str) -> str:
+    """Loudspeaker states by name or by their GY/T number (3 → success)."""
+    lower = text.lower()
+    return _PLAY_STATES[int(lower)] if lower.isdigit() and int(lower) < len(_PLAY_STATES) else lower
+
+
+# per kind: how a reported state is normalised, and which states mean delivered / failed (others: info —
+# SMS ACCEPTD/ENROUTE, loudspeaker pending/waiting/playing/cancelled, anything unknown)
+_VOCABULARY = {
+    SMS: (str.upper, _SMS_DELIVERED, _SMS_FAILED),
+    LOUDSPEAKER: (_play_state, _PLAY_DELIVERED, _PLAY_FAILED),
+    PUSH: (str.lower, _PUSH_DELIVERED, _PUSH_FAILED),
+}
+
+
 def classify(kind: str, state: object) -> Verdict:
     """The verdict for one report ``state`` of a channel of report ``kind`` (sms, push, loudspeaker)."""
-    text = str(state).strip() if state is not None else ""
-    if kind == SMS:
-        upper = text.upper()
-        if upper in _SMS_DELIVERED:
-            return Verdict.DELIVERED
-        if upper in _SMS_FAILED:
-            return Verdict.FAILED
-        return Verdict.INFO
-    if kind == LOUDSPEAKER:
-        lower = text.lower()
-        if lower.isdigit() and int(lower) < len(_PLAY_STATES):
-            lower = _PLAY_STATES[int(lower)]
-        if lower in _PLAY_DELIVERED:
-            return Verdict.DELIVERED
-        if lower in _PLAY_FAILED:
-            return Verdict.FAILED
-        return Verdict.INFO  # pending, waiting, playing, cancelled (stopped on purpose), unknown
-    lower = text.lower()
-    if lower in _PUSH_DELIVERED:
+    normalise, delivered, failed = _VOCABULARY.get(kind, _VOCABULARY[PUSH])
+    text = normalise(str(state).strip() if state is not None else "")
+    if text in delivered:
         return Verdict.DELIVERED
-    if lower in _PUSH_FAILED:
+    if text in failed:
         return Verdict.FAILED
     return Verdict.INFO
 
