@@ -11,15 +11,23 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, tzinfo
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from channels.webhook import verify_signature
 from channels.webpush import WebPushChannel
-from warnd import __version__
+from warnd import __version__, api_acks, api_escalation, api_reports
+from warnd.api_common import (
+    APP_KEY,
+    PRINCIPAL,
+    Handler,
+    error_response,
+    int_param,
+    json_response,
+    path_id,
+)
 from warnd.app import App
 from warnd.feeds import feed_health
 from warnd.hazards import COLOUR_LABELS, LEVEL_LABELS
@@ -29,26 +37,6 @@ from warnd.pipeline import BroadcastInvalid, BroadcastRequest, IngestResult
 from warnd.receipts import ADAPTER_KINDS, KINDS
 
 log = logging.getLogger("warnd.api")
-APP_KEY: web.AppKey[App] = web.AppKey("warnd", App)
-PRINCIPAL: web.RequestKey[str] = web.RequestKey("principal", str)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _json(data: Any, status: int = 200, *, tz: tzinfo | None = None) -> web.Response:
-    """JSON with readable Chinese; datetimes in the district's time zone (ISO 8601 with offset)."""
-
-    def default(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return value.astimezone(tz).isoformat() if tz else value.isoformat()
-        raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-    return web.json_response(
-        data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False, default=default)
-    )
-
-
-def _error(status: int, message: str, **extra: Any) -> web.Response:
-    return _json({"error": message, **extra}, status=status)
 
 
 def authenticate(app: App, request: web.Request) -> str | None:
@@ -66,6 +54,7 @@ def authenticate(app: App, request: web.Request) -> str | None:
 
 
 FEEDBACK_PREFIX = "/api/v1/feedback/"
+LINK_PREFIXES = ("/a/", "/k/")  # 叫应 one-tap links, grid workers' door-knock pages (warnd/links.py)
 REPLAY_WINDOW = 300.0  # seconds either side of X-Warnd-Timestamp
 
 
@@ -107,16 +96,21 @@ async def _feedback_principal(app: App, request: web.Request) -> str | None:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path == "/healthz":
         return await handler(request)
+    if request.path.startswith(LINK_PREFIXES):  # people's phones: the route checks the signed token itself
+        request[PRINCIPAL] = "link"
+        return await handler(request)
     app = request.app[APP_KEY]
     if request.path.startswith(FEEDBACK_PREFIX) and request.method == "POST":
         principal = await _feedback_principal(app, request)
         if principal is None:
-            return _error(401, "signature required: X-Warnd-Timestamp and X-Warnd-Signature: sha256=<hmac>")
+            return error_response(
+                401, "signature required: X-Warnd-Timestamp and X-Warnd-Signature: sha256=<hmac>"
+            )
         request[PRINCIPAL] = principal
         return await handler(request)
     principal = authenticate(app, request)
     if principal is None:
-        return _error(401, "authentication required: send Authorization: Bearer <token>")
+        return error_response(401, "authentication required: send Authorization: Bearer <token>")
     request[PRINCIPAL] = principal
     return await handler(request)
 
@@ -127,14 +121,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[APP_KEY].config.api.max_body_bytes
-        return _error(413, f"request body too large (limit {limit} bytes)")
+        return error_response(413, f"request body too large (limit {limit} bytes)")
     except web.HTTPException as exc:
         if exc.status >= 400:
-            return _error(exc.status, exc.reason)
+            return error_response(exc.status, exc.reason)
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error(500, "internal error; see the daemon log")
+        return error_response(500, "internal error; see the daemon log")
 
 
 def alert_json(row: Mapping[str, Any], counts: Mapping[str, int] | None = None) -> dict[str, Any]:
@@ -207,24 +201,11 @@ async def _alert_response(app: App, alert_id: int) -> dict[str, Any]:
     return alert_json(row, counts.get(alert_id))
 
 
-def _int(request: web.Request, name: str, default: int | None = None, *, maximum: int = 10_000) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(reason=f"{name} must be an integer") from None
-    if value < 0 or value > maximum:
-        raise web.HTTPBadRequest(reason=f"{name} must be between 0 and {maximum}")
-    return value
-
-
 async def post_alert(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     body = await request.read()
     if not body:
-        return _error(400, "empty body: POST a CAP XML document")
+        return error_response(400, "empty body: POST a CAP XML document")
     source = f"http:{request[PRINCIPAL]}"
     results = await app.pipeline.ingest(
         body, source=source, content_type=request.content_type, max_bytes=app.config.api.max_body_bytes
@@ -251,14 +232,16 @@ async def post_alert(request: web.Request) -> web.Response:
         status = 201
     else:
         status = 200 if created else 400  # duplicates only / nothing usable
-    return _json({"alerts": created, "rejected": rejected, "held": held}, status=status, tz=app.tz)
+    return json_response({"alerts": created, "rejected": rejected, "held": held}, status=status, tz=app.tz)
 
 
 async def _single_result(app: App, result: IngestResult) -> web.Response:
     if result.outcome == "rejected":
-        return _error(400, "; ".join(result.errors), errors=result.errors, quarantine_id=result.payload_id)
+        return error_response(
+            400, "; ".join(result.errors), errors=result.errors, quarantine_id=result.payload_id
+        )
     if result.outcome == "held":  # an Update/Cancel before its original: applied when that arrives
-        return _json(
+        return json_response(
             {"held": True, "payload_id": result.payload_id, "warnings": result.warnings},
             status=202,
             tz=app.tz,
@@ -268,8 +251,8 @@ async def _single_result(app: App, result: IngestResult) -> web.Response:
     data["warnings"] = result.warnings
     if result.outcome == "duplicate":
         data["duplicate"] = True
-        return _json(data, status=200, tz=app.tz)
-    return _json(data, status=201 if data["fanout"] == "done" else 202, tz=app.tz)
+        return json_response(data, status=200, tz=app.tz)
+    return json_response(data, status=201 if data["fanout"] == "done" else 202, tz=app.tz)
 
 
 async def post_readings(request: web.Request) -> web.Response:
@@ -289,7 +272,7 @@ async def post_readings(request: web.Request) -> web.Response:
             outcome="rejected",
             errors=[message],
         )
-        return _error(400, message, quarantine_id=payload_id)
+        return error_response(400, message, quarantine_id=payload_id)
     summary = await app.hydro.ingest(readings, source=source)
     await app.store.audit(
         app.clock.now(),
@@ -299,7 +282,7 @@ async def post_readings(request: web.Request) -> web.Response:
         detail={k: summary[k] for k in ("received", "new", "unknown_gauges")},
         remote=request.remote,
     )
-    return _json(summary, tz=app.tz)
+    return json_response(summary, tz=app.tz)
 
 
 MAX_RECEIPTS = 1000  # per request
@@ -312,16 +295,16 @@ async def post_feedback(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     kind = request.match_info["kind"]
     if kind not in KINDS:
-        return _error(404, f"unknown feedback kind {kind!r} (one of {', '.join(KINDS)})")
+        return error_response(404, f"unknown feedback kind {kind!r} (one of {', '.join(KINDS)})")
     try:
         body = json.loads(await request.read())
     except (ValueError, RecursionError):
-        return _error(400, "body must be JSON: a list of receipts")
+        return error_response(400, "body must be JSON: a list of receipts")
     items = body.get("receipts") if isinstance(body, dict) else body
     if not isinstance(items, list):
-        return _error(400, 'body must be a list of receipts (or {"receipts": [...]})')
+        return error_response(400, 'body must be a list of receipts (or {"receipts": [...]})')
     if len(items) > MAX_RECEIPTS:
-        return _error(400, f"at most {MAX_RECEIPTS} receipts per request")
+        return error_response(400, f"at most {MAX_RECEIPTS} receipts per request")
     own = [name for name, c in app.config.channels.items() if ADAPTER_KINDS.get(c["adapter"]) == kind]
     counts = {"matched": 0, "duplicate": 0, "recorded": 0, "unknown": 0, "ambiguous": 0, "invalid": 0}
     now = app.clock.now()
@@ -345,7 +328,7 @@ async def post_feedback(request: web.Request) -> web.Response:
             actor=request[PRINCIPAL],
         )
         counts[result.outcome] += 1
-    return _json({"received": len(items), **counts})
+    return json_response({"received": len(items), **counts})
 
 
 def _receipt(
@@ -378,7 +361,7 @@ async def audio(request: web.Request) -> web.StreamResponse:
     app = request.app[APP_KEY]
     path = app.speech.path(request.match_info["name"])
     if path is None:
-        return _error(404, "no such audio file")
+        return error_response(404, "no such audio file")
     return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "max-age=86400"})
 
 
@@ -393,49 +376,42 @@ async def vapid_public_key(request: web.Request) -> web.Response:
         for name, channel in sorted(app.channels.items())
         if isinstance(channel, WebPushChannel)
     }
-    return _json({"channels": keys})
+    return json_response({"channels": keys})
 
 
 async def hydrology(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
-    return _json(await app.hydro.status(), tz=app.tz)
+    return json_response(await app.hydro.status(), tz=app.tz)
 
 
 async def list_alerts(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     rows = await app.store.list_alerts(
         state=request.query.get("state") or None,
-        limit=_int(request, "limit", 50, maximum=500) or 50,
-        before_id=_int(request, "before", maximum=2**62),
+        limit=int_param(request, "limit", 50, maximum=500) or 50,
+        before_id=int_param(request, "before", maximum=2**62),
     )
     counts = await app.store.delivery_counts([r["id"] for r in rows])
-    return _json({"alerts": [alert_json(r, counts.get(r["id"])) for r in rows]}, tz=app.tz)
+    return json_response({"alerts": [alert_json(r, counts.get(r["id"])) for r in rows]}, tz=app.tz)
 
 
 async def get_alert(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
-    alert_id = _path_id(request)
+    alert_id = path_id(request)
     row = await app.store.get_alert(alert_id)
     if row is None:
-        return _error(404, f"no alert {alert_id}")
+        return error_response(404, f"no alert {alert_id}")
     data = alert_json(row, (await app.store.delivery_counts([alert_id])).get(alert_id))
     data["revisions"] = [alert_json(r) for r in await app.store.chain(row["root_id"] or alert_id)]
-    return _json(data, tz=app.tz)
-
-
-def _path_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPBadRequest(reason="alert id must be an integer") from None
+    return json_response(data, tz=app.tz)
 
 
 async def alert_deliveries(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
-    alert_id = _path_id(request)
+    alert_id = path_id(request)
     if await app.store.get_alert(alert_id) is None:
-        return _error(404, f"no alert {alert_id}")
-    limit = _int(request, "limit", 1000, maximum=10_000) or 1000
+        return error_response(404, f"no alert {alert_id}")
+    limit = int_param(request, "limit", 1000, maximum=10_000) or 1000
     rows = await app.store.deliveries_page(
         {
             "alert_id": alert_id,
@@ -443,7 +419,7 @@ async def alert_deliveries(request: web.Request) -> web.Response:
             "status": request.query.get("status"),
         },
         limit=limit,
-        after_id=_int(request, "after", 0, maximum=2**62) or 0,
+        after_id=int_param(request, "after", 0, maximum=2**62) or 0,
     )
     items = [delivery_json(r) for r in rows]
     if request.query.get("events") in ("1", "true"):
@@ -451,7 +427,7 @@ async def alert_deliveries(request: web.Request) -> web.Response:
         for item in items:
             item["events"] = events[item["id"]]
     next_after = rows[-1]["id"] if len(rows) == limit else None
-    return _json({"alert_id": alert_id, "deliveries": items, "next_after": next_after}, tz=app.tz)
+    return json_response({"alert_id": alert_id, "deliveries": items, "next_after": next_after}, tz=app.tz)
 
 
 async def post_broadcast(request: web.Request) -> web.Response:
@@ -459,13 +435,15 @@ async def post_broadcast(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return _error(400, "body must be JSON")
+        return error_response(400, "body must be JSON")
     if not isinstance(body, dict):
-        return _error(400, "body must be a JSON object")
+        return error_response(400, "body must be a JSON object")
     allowed = {"areas", "groups", "channels", "hazard", "colour", "text", "headline", "status", "expires_in"}
     unknown = sorted(set(body) - allowed)
     if unknown:
-        return _error(400, f"unknown field(s): {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+        return error_response(
+            400, f"unknown field(s): {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
+        )
     try:
         req = BroadcastRequest(
             channels=_str_list(body, "channels"),
@@ -481,7 +459,7 @@ async def post_broadcast(request: web.Request) -> web.Response:
         )
         result = await app.pipeline.broadcast(req)
     except (BroadcastInvalid, ValueError, TypeError) as exc:
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
     await app.store.audit(
         app.clock.now(),
         request[PRINCIPAL],
@@ -511,8 +489,8 @@ def _opt_str(body: Mapping[str, Any], key: str) -> str | None:
 
 async def quarantine(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
-    rows = await app.store.quarantine(limit=_int(request, "limit", 100, maximum=1000) or 100)
-    return _json({"quarantine": rows}, tz=app.tz)
+    rows = await app.store.quarantine(limit=int_param(request, "limit", 100, maximum=1000) or 100)
+    return json_response({"quarantine": rows}, tz=app.tz)
 
 
 async def _feed_health(app: App) -> list[dict[str, Any]]:
@@ -527,7 +505,7 @@ async def feeds(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     out = await _feed_health(app)
     stale = [f["name"] for f in out if f["stale"]]
-    return _json({"status": "degraded" if stale else "ok", "stale": stale, "feeds": out}, tz=app.tz)
+    return json_response({"status": "degraded" if stale else "ok", "stale": stale, "feeds": out}, tz=app.tz)
 
 
 async def channels(request: web.Request) -> web.Response:
@@ -541,7 +519,7 @@ async def channels(request: web.Request) -> web.Response:
         for name in sorted(app.channels)
     ]
     open_ = health.open_breakers()
-    return _json({"status": "degraded" if open_ else "ok", "open": open_, "channels": out}, tz=app.tz)
+    return json_response({"status": "degraded" if open_ else "ok", "open": open_, "channels": out}, tz=app.tz)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -553,9 +531,9 @@ async def healthz(request: web.Request) -> web.Response:
         await app.store.recipient_count()
         stale = [f["name"] for f in await _feed_health(app) if f["stale"]]
     except Exception as exc:
-        return _json({"status": "error", "database": str(exc)}, status=503)
+        return json_response({"status": "error", "database": str(exc)}, status=503)
     open_breakers = app.dispatcher.health.open_breakers()
-    return _json(
+    return json_response(
         {
             "status": "degraded" if stale or open_breakers else "ok",
             "version": __version__,
@@ -581,6 +559,9 @@ def make_web_app(app: App) -> web.Application:
     web_app.router.add_get("/api/v1/feeds", feeds)
     web_app.router.add_get("/api/v1/channels", channels)
     web_app.router.add_post("/api/v1/readings", post_readings)
+    # the feedback loop's routes come first: /api/v1/feedback/reply is theirs, not a receipt kind
+    for module in (api_acks, api_escalation, api_reports):
+        module.add_routes(web_app.router)
     web_app.router.add_post(FEEDBACK_PREFIX + "{kind}", post_feedback)
     web_app.router.add_get("/api/v1/hydrology", hydrology)
     web_app.router.add_get("/api/v1/audio/{name}", audio)

@@ -9,14 +9,18 @@ from zoneinfo import ZoneInfo
 
 from channels import adapter_class
 from channels.base import Channel
+from warnd.acks import Acknowledgements
 from warnd.audio import Speech
 from warnd.clock import Clock, SystemClock
 from warnd.config import Config, Subscriber, Terminal
 from warnd.dispatch import Dispatcher
+from warnd.escalation import Escalator
 from warnd.hydro.service import HydroService
+from warnd.links import LinkSigner
 from warnd.pipeline import Pipeline
 from warnd.receipts import ADAPTER_KINDS
 from warnd.render import Renderer
+from warnd.report import Reporter
 from warnd.store import Store
 
 log = logging.getLogger("warnd")
@@ -37,6 +41,10 @@ def recipient_row(person: Subscriber | Terminal) -> dict[str, Any]:
             "language": person.language,
             "push_tokens": None,
             "terminal_id": person.id,
+            "address": None,
+            "household": None,
+            "vulnerable": None,
+            "superior": None,
             "groups": "|".join(person.groups),
         }
     return {
@@ -51,6 +59,10 @@ def recipient_row(person: Subscriber | Terminal) -> dict[str, Any]:
         "language": person.language,
         "push_tokens": list(person.push_tokens) or None,
         "terminal_id": None,
+        "address": person.address,
+        "household": person.household,
+        "vulnerable": list(person.vulnerable) or None,
+        "superior": person.superior,
         "groups": "|".join(person.groups),
     }
 
@@ -96,6 +108,7 @@ class App:
             for name, settings in config.channels.items()
         }
         self.speech = Speech(config.audio, config.data_dir / "audio")
+        self.links = LinkSigner.from_settings(config.feedback.link_secret, config.data_dir)
         self.feedback = StoreFeedback(
             self.store,
             self.clock,
@@ -113,9 +126,16 @@ class App:
             clock=self.clock,
             wake=self.dispatcher.wake,
             speech=self.speech,
+            links=self.links,
         )
         self.dispatcher.failover = self.pipeline.fail_over  # alternates when a channel or terminal is down
         self.hydro = HydroService(config=config, store=self.store, pipeline=self.pipeline, clock=self.clock)
+        # the feedback loop: 叫应, the escalation ladder and door-knock lists, coverage reports
+        self.acks = Acknowledgements(config=config, store=self.store, clock=self.clock, links=self.links)
+        self.escalator = Escalator(
+            config=config, store=self.store, pipeline=self.pipeline, clock=self.clock, links=self.links
+        )
+        self.reporter = Reporter(config=config, store=self.store, clock=self.clock)
 
     async def start(self, *, migrate: bool = True, sync: bool = True, channels: bool = False) -> None:
         if migrate:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from warnd import __version__
+from warnd import __version__, acks, escalation, report
 from warnd.config import Config, ConfigInvalid, load_config, parse_duration
 from warnd.logs import configure_logging, mask_phone
 
@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     quarantine = sub.add_parser("quarantine", parents=[common], help="rejected payloads and why")
     quarantine.add_argument("--limit", type=int, default=20)
+
+    # the feedback loop's commands live beside their code: warnd ack, warnd doorknock, warnd report, ...
+    for module in (acks, escalation, report):
+        COMMANDS.update(module.add_cli(sub, common))
     return parser
 
 
@@ -134,11 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _actor(args: argparse.Namespace) -> str:
+def actor(args: argparse.Namespace) -> str:
     return f"cli:{getattr(args, 'actor', None) or getpass.getuser()}"
 
 
-def _app(config: Config, args: argparse.Namespace) -> Any:
+def make_app(config: Config, args: argparse.Namespace) -> Any:
     from warnd.app import App
 
     return App(config, database=args.database)
@@ -147,7 +151,7 @@ def _app(config: Config, args: argparse.Namespace) -> Any:
 async def cmd_run(config: Config, args: argparse.Namespace) -> int:
     from warnd.daemon import AlreadyRunning, run_daemon
 
-    app = _app(config, args)
+    app = make_app(config, args)
     try:
         await run_daemon(app, args.host or config.api.host, args.port or config.api.port)
     except AlreadyRunning as exc:
@@ -180,7 +184,7 @@ async def cmd_db(config: Config, args: argparse.Namespace) -> int:
     store = Store.open(args.database or config.database_url)
     try:
         await store.upgrade()
-        await store.audit(datetime.now(UTC), _actor(args), "db.upgrade")
+        await store.audit(datetime.now(UTC), actor(args), "db.upgrade")
     finally:
         await store.close()
     print("database is at the newest schema")
@@ -188,7 +192,7 @@ async def cmd_db(config: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
-    app = _app(config, args)
+    app = make_app(config, args)
     failed = 0
     try:
         await app.start()
@@ -222,7 +226,7 @@ async def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
                     print(f"  warning: {warning}")
             await app.store.audit(
                 app.clock.now(),
-                _actor(args),
+                actor(args),
                 "alert.ingest",
                 target=str(path),
                 detail={"outcomes": [r.outcome for r in results]},
@@ -268,7 +272,7 @@ async def cmd_logs(config: Config, args: argparse.Namespace) -> int:
         await store.upgrade()
         if args.unmask:
             await store.audit(
-                now, _actor(args), "logs.unmask", detail={k: str(v) for k, v in filters.items() if v}
+                now, actor(args), "logs.unmask", detail={k: str(v) for k, v in filters.items() if v}
             )
         while args.limit is None or shown < args.limit:
             page = await store.deliveries_page(
@@ -294,7 +298,7 @@ async def cmd_logs(config: Config, args: argparse.Namespace) -> int:
     finally:
         await store.close()
     if args.format == "table":
-        _print_table(table)
+        print_table(LOG_COLUMNS, table)
         print(f"{shown} deliver{'y' if shown == 1 else 'ies'}", file=sys.stderr)
     return 0
 
@@ -308,15 +312,15 @@ def _cell(value: Any, short: bool = False) -> str:
     return text[:40] + "…" if short and len(text) > 41 else text
 
 
-def _print_table(rows: list[list[str]]) -> None:
+def print_table(headers: Sequence[str], rows: list[list[str]]) -> None:
+    """Columns aligned for a terminal (CJK characters are two columns wide)."""
     import unicodedata
 
     def width(text: str) -> int:
         return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
-    headers = list(LOG_COLUMNS)
     widths = [max([width(h)] + [width(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    for line in [headers, *rows]:
+    for line in [list(headers), *rows]:
         print("  ".join(cell + " " * (widths[i] - width(cell)) for i, cell in enumerate(line)).rstrip())
 
 
@@ -334,9 +338,9 @@ async def cmd_broadcast(config: Config, args: argparse.Namespace) -> int:
         headline=args.headline,
         status="Exercise" if args.exercise else ("Test" if args.test else "Actual"),
         expires_in=parse_duration(args.expires_in),
-        actor=_actor(args),
+        actor=actor(args),
     )
-    app = _app(config, args)
+    app = make_app(config, args)
     try:
         await app.start(channels=args.send)
         try:
@@ -346,7 +350,7 @@ async def cmd_broadcast(config: Config, args: argparse.Namespace) -> int:
             return 2
         await app.store.audit(
             app.clock.now(),
-            _actor(args),
+            actor(args),
             "broadcast.send",
             target=str(result.alert_id),
             detail={
@@ -373,7 +377,7 @@ async def cmd_broadcast(config: Config, args: argparse.Namespace) -> int:
 async def cmd_subscribers(config: Config, args: argparse.Namespace) -> int:
     from warnd.subscribers import ImportRejected, ImportReport, open_csv, validated_chunks, write_csv
 
-    app = _app(config, args)
+    app = make_app(config, args)
     try:
         await app.start()
         if args.subscribers_command == "export":
@@ -385,7 +389,7 @@ async def cmd_subscribers(config: Config, args: argparse.Namespace) -> int:
                     handle.close()
             await app.store.audit(
                 app.clock.now(),
-                _actor(args),
+                actor(args),
                 "subscribers.export",
                 target=str(args.output or "stdout"),
                 detail={"rows": count},
@@ -417,7 +421,7 @@ async def cmd_subscribers(config: Config, args: argparse.Namespace) -> int:
         seconds = (datetime.now(UTC) - started).total_seconds()
         await app.store.audit(
             app.clock.now(),
-            _actor(args),
+            actor(args),
             "subscribers.import",
             target=str(args.file),
             detail={"rows": result["upserted"]},

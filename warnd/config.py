@@ -56,6 +56,7 @@ FILES = {
         "audio",
         "dispatch",
         "lifecycle",
+        "feedback",
         "roles",
     ),
     "areas.yaml": ("areas",),
@@ -67,7 +68,22 @@ FILES = {
     "hydrology.yaml": ("hydrology",),
     "hazards.yaml": ("hazards",),
 }
-SUBSCRIBER_CSV_COLUMNS = ("name", "phone", "role", "area_code", "lat", "lon", "language", "groups")
+SUBSCRIBER_CSV_COLUMNS = (
+    "name",
+    "phone",
+    "role",
+    "area_code",
+    "lat",
+    "lon",
+    "language",
+    "groups",
+    "address",
+    "household",
+    "vulnerable",
+    "superior",
+)
+# who the door-knock list puts first (敲门行动: the elderly living alone, the disabled, children left alone ...)
+VULNERABLE = ("elderly_alone", "disabled", "child", "bedridden", "pregnant")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ADMIN_CODE = re.compile(r"^\d{12}$")
 _CN_MOBILE = re.compile(r"^1[3-9]\d{9}$")
@@ -175,6 +191,48 @@ class LifecycleSettings(_Model):
     hold_for: Duration = Field(300.0, ge=0)
 
 
+class FeedbackSettings(_Model):
+    """The feedback loop: 叫应 links and replies, escalation sweeps, door-knock lists, coverage
+    (docs/acknowledgement.md, docs/escalation.md, docs/reports.md)."""
+
+    # base URL of the one-tap links in messages (https://warn.example.gov.cn); none: acknowledge by reply only
+    public_url: str | None = None
+    # HMAC key of those links, written as ${ENV}; default: 32 random bytes generated once into data_dir
+    link_secret: str | None = None
+    # a reply SMS acknowledges when it is (or starts with) one of these; the first is the one messages advertise
+    ack_keywords: list[str] = Field(["1", "收到", "确认", "已收到", "好的", "OK"], min_length=1)
+    coverage_target: float = Field(0.9, gt=0, le=1)  # a village below it is flagged while the alert is active
+    sweep_every: Duration = Field(30.0, gt=0)  # how often the escalation sweep runs
+    # whose superior is who: a role → the roles to tell, looked for in the enclosing township, then the county
+    superiors: dict[str, list[str]] = {
+        "duty_person": ["township_leader", "county_leader"],
+        "village_cadre": ["township_leader", "county_leader"],
+        "grid_worker": ["township_leader", "county_leader"],
+        "township_leader": ["county_leader"],
+    }
+    notice_channels: list[str] = [
+        "sms"
+    ]  # how superiors and grid workers get their notices, first that can reach
+    doorknock_roles: list[str] = ["grid_worker"]  # who door-knocks a village (else its duty persons)
+    doorknock_grace: Duration = 12 * 3600.0  # check-off links keep working this long after the alert ends
+    # use the channel order learned from history (warnd optimise) for resend rungs; otherwise only shown
+    learn_channel_order: bool = False
+
+
+class Escalation(_Model):
+    """A rule's escalation ladder (docs/escalation.md): resend on the next channel → tell the superior → put
+    the household on the door-knock list, one rung every ``step_after`` while the person is still not reached
+    (no confirmed delivery by ``deliver_within``) or has not acknowledged (by the target's ``ack_within``)."""
+
+    deliver_within: Duration | None = None  # None: only acknowledgement deadlines open the ladder
+    step_after: Duration = Field(300.0, gt=0)
+    steps: list[Literal["resend", "superior", "doorknock"]] = Field(
+        ["resend", "superior", "doorknock"], min_length=1
+    )
+    resend: list[str] = []  # channels for the resend rung, in order; "loudspeaker"-style channels reach the
+    # terminals of the person's village
+
+
 class Target(_Model):
     groups: list[str] = Field(min_length=1)
     channels: list[str] = Field(min_length=1)
@@ -209,6 +267,7 @@ class Rule(_Model):
     targets: list[Target] = Field(min_length=1)
     inhibit: bool = True  # an active same-or-higher warning of the same hazard family suppresses this one
     notify_on_expiry: bool = False  # when the alert expires, everyone who received it gets a 解除 note
+    escalation: Escalation | None = None  # the ladder for people not reached or not acknowledging
     enabled: bool = True
 
     @field_validator("statuses")
@@ -253,6 +312,10 @@ class Subscriber(_Model):
     language: str = "zh-CN"
     groups: list[str] = []
     push_tokens: list[str] = []
+    address: str | None = Field(None, max_length=200)  # for the door-knock list
+    household: str | None = Field(None, max_length=64)  # people sharing a household id are knocked once
+    vulnerable: list[Literal["elderly_alone", "disabled", "child", "bedridden", "pregnant"]] = []
+    superior: Phone | None = None  # who is told when this person does not answer (default: by role and area)
 
 
 class Terminal(_Model):
@@ -405,6 +468,7 @@ class Config(_Model):
     audio: AudioSettings = AudioSettings()
     dispatch: DispatchSettings = DispatchSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     roles: dict[str, str] = DEFAULT_ROLES
     areas: dict[str, str] = {}
     channels: dict[str, dict[str, Any]] = {}
@@ -535,6 +599,10 @@ def subscriber_from_csv(row: dict[str, str]) -> Subscriber:
             "lon": blank("lon"),
             "language": blank("language") or "zh-CN",
             "groups": [g.strip() for g in (row.get("groups") or "").split("|") if g.strip()],
+            "address": blank("address"),
+            "household": blank("household"),
+            "vulnerable": [v.strip() for v in (row.get("vulnerable") or "").split("|") if v.strip()],
+            "superior": blank("superior"),
         }
     )
 
@@ -614,6 +682,9 @@ def load_config(directory: str | Path, *, database: str | None = None) -> Config
     return config
 
 
+SETTINGS_SECTIONS = ("api", "audio", "dispatch", "feedback")
+
+
 def _without_invalid_items(
     raw: dict[str, Any], locations: list[tuple[Any, ...]]
 ) -> tuple[dict[str, Any], dict[str, list[int]]]:
@@ -624,7 +695,7 @@ def _without_invalid_items(
     for loc in locations:
         section = str(loc[0]) if loc else ""
         value = raw.get(section)
-        if len(loc) >= 2 and isinstance(value, list | dict) and section not in ("api", "audio", "dispatch"):
+        if len(loc) >= 2 and isinstance(value, list | dict) and section not in SETTINGS_SECTIONS:
             bad.setdefault(section, set()).add(loc[1])
         else:
             cleaned.pop(section, None)
@@ -760,6 +831,24 @@ def _cross_check(config: Config, where: _Where) -> list[ConfigError]:
                         f"rules[{at('rules', r)}].targets[{t}].failover_groups[{g}]",
                         f"unknown group {group_name!r}",
                     )
+        if rule.escalation is not None:
+            for c, channel in enumerate(rule.escalation.resend):
+                if channel not in known_channels:
+                    err(
+                        "rules",
+                        f"rules[{at('rules', r)}].escalation.resend[{c}]",
+                        f"unknown channel {channel!r}",
+                    )
+    if any(rule.escalation for rule in config.rules):
+        for c, channel in enumerate(config.feedback.notice_channels):
+            if channel not in known_channels:
+                err("feedback", f"feedback.notice_channels[{c}]", f"unknown channel {channel!r}")
+    # the built-in superiors name the built-in roles; a config with its own roles writes its own superiors
+    explicit = "superiors" in config.feedback.model_fields_set
+    for role, bosses in config.feedback.superiors.items() if explicit else ():
+        for role_name in (role, *bosses):
+            if role_name not in known_roles:
+                err("feedback", f"feedback.superiors.{role}", f"unknown role {role_name!r}")
     names = [rule.name for rule in config.rules]
     for r, name in enumerate(names):
         if names.index(name) != r:

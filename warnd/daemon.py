@@ -104,6 +104,23 @@ async def _serve(app: App, host: str, port: int) -> None:
         sweep_held, "interval", seconds=EXPIRY_SWEEP_SECONDS, id="held", max_instances=1, coalesce=True
     )
 
+    async def sweep_feedback() -> None:  # the escalation ladder; reports of alerts that ended
+        climbed = await app.escalator.sweep()
+        if any(climbed.values()):
+            log.info("escalation sweep: %s", ", ".join(f"{k} {v}" for k, v in sorted(climbed.items()) if v))
+        kept = await app.reporter.keep_ended()
+        if kept:
+            log.info("kept the coverage report of alert(s) %s", ", ".join(map(str, kept)))
+
+    scheduler.add_job(
+        sweep_feedback,
+        "interval",
+        seconds=app.config.feedback.sweep_every,
+        id="feedback",
+        max_instances=1,
+        coalesce=True,
+    )
+
     runner = web.AppRunner(make_web_app(app), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

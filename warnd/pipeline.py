@@ -33,6 +33,7 @@ from warnd.cap.model import Alert, ParsedAlert, Reference
 from warnd.clock import Clock
 from warnd.config import Config, admin_code, area_prefix
 from warnd.hazards import COLOUR_LABELS, COLOUR_RANK, OASIS_SEVERITY, Catalogue, Hazard, parse_colour
+from warnd.links import ACK, LinkSigner
 from warnd.render import Renderer, style_for
 from warnd.rules import DRILL_STATUSES, SILENT_STATUSES, Facts, Plan, PlannedTarget, RuleEngine
 from warnd.store import NO_LONGER_APPLIES, AudienceQuery, Claimed, Store
@@ -97,6 +98,7 @@ class Pipeline:
         clock: Clock,
         wake: Callable[[], None] = lambda: None,
         speech: Speech | None = None,
+        links: LinkSigner | None = None,
     ):
         self.config = config
         self.store = store
@@ -104,6 +106,7 @@ class Pipeline:
         self.clock = clock
         self.wake = wake  # tells the dispatcher there is new work
         self.speech = speech  # renders spoken scripts to WAV when an offline TTS is installed
+        self.links = links  # signs the 叫应 one-tap links in messages that ask for acknowledgement
         self.rules = RuleEngine(config)
         self.catalogue: Catalogue = config.catalogue()
         self._failover_alerts: dict[int, dict[str, Any] | None] = {}  # alert rows (plans) failover looks up
@@ -595,6 +598,8 @@ class Pipeline:
         sent, keys derived from the original's so a repeat after a crash adds nothing) and say why. ``available``
         tells whether a channel's breaker lets work through; ``channels`` are those the dispatcher runs.
         None: no alternate could take it (none configured, all down, no address, nobody in the village)."""
+        if item.delivery.get("purpose", "warning") != "warning":
+            return None  # a notice (叫应 reminder, door-knock task): the escalation sweep follows it up
         options = await self.failover_options(item)
         if not options:
             return None
@@ -704,6 +709,7 @@ class Pipeline:
             idempotency_key=f"{d['idempotency_key']}{suffix}",
             priority=d["priority"],
             ack_deadline=d["ack_deadline"],
+            deliver_deadline=d.get("deliver_deadline"),
             reason=reason,
         )
         return row
@@ -816,7 +822,7 @@ class _MessageMaker:
         self.p = pipeline
         self.alert = alert
         self.previous = previous
-        self.cache: dict[tuple[str, str, str, str], tuple[int, int]] = {}
+        self.cache: dict[tuple[str, str, str, str, bool], tuple[int, int]] = {}
         self.stats: Counter[str] = Counter()
         self.action = _action(alert, previous)
 
@@ -825,7 +831,10 @@ class _MessageMaker:
     ) -> dict[str, Any]:
         """One outbox row; ``action`` overrides the revision's own (issue to someone newly inside an
         updated area, no_longer_applies to someone who is no longer inside)."""
-        message_id, segments = await self._message(target.channel, r, action or self.action)
+        action = action or self.action
+        person = r.get("kind", "person") == "person"
+        asks_ack = target.ack_required and person and action in ("issue", "update", "upgrade", "downgrade")
+        message_id, segments = await self._message(target.channel, r, action, asks_ack)
         alert_id = self.alert["id"]
         colour_rank = COLOUR_RANK.get(self.alert["colour"] or "", 5)
         group_priority = min((self.p.config.groups[g].priority for g in target.groups or ()), default=5)
@@ -846,6 +855,9 @@ class _MessageMaker:
             "level": target.level,
             "ack_required": target.ack_required,
             "ack_deadline": now + timedelta(seconds=target.ack_within) if target.ack_within else None,
+            "deliver_deadline": now + timedelta(seconds=target.deliver_within)
+            if target.deliver_within and person
+            else None,
             "rules": target.rule,
             "area_code": r["area_code"],
             "created_at": now,
@@ -856,13 +868,16 @@ class _MessageMaker:
             "sent_at": None,
         }
 
-    async def _message(self, channel: str, r: Mapping[str, Any], action: str) -> tuple[int, int]:
+    async def _message(
+        self, channel: str, r: Mapping[str, Any], action: str, asks_ack: bool = False
+    ) -> tuple[int, int]:
         settings = self.p.config.channel_settings(channel)
         template = settings.template or channel
         language = self.p.renderer.resolve_language(r["language"])
-        per_recipient = self.p.renderer.uses_recipient(template, language)
+        ack = self._ack(r) if asks_ack else None
+        per_recipient = self.p.renderer.uses_recipient(template, language) or bool(ack and ack["url"])
         place = r["area_code"] if action == "no_longer_applies" else ""
-        key = (channel, language, action, place)
+        key = (channel, language, action, place, bool(ack))
         if not per_recipient and key in self.cache:
             return self.cache[key]
         recipient = (
@@ -871,7 +886,7 @@ class _MessageMaker:
             else None
         )
         style = settings.style or style_for(template)
-        context = self._context(language, style, action, place)
+        context = {**self._context(language, style, action, place), "ack": ack}
         try:
             rendered = self.p.renderer.render(
                 template,
@@ -920,6 +935,15 @@ class _MessageMaker:
         if not per_recipient:
             self.cache[key] = (message_id, segments)
         return message_id, segments
+
+    def _ack(self, r: Mapping[str, Any]) -> dict[str, Any]:
+        """What a message asking this person for 叫应 says: the reply keyword, and their one-tap link."""
+        feedback = self.p.config.feedback
+        url = None
+        if feedback.public_url and self.p.links is not None:
+            token = self.p.links.sign(ACK, self.alert["id"], r["id"])
+            url = f"{feedback.public_url.rstrip('/')}/a/{token}"
+        return {"reply": feedback.ack_keywords[0], "url": url}
 
     def _context(self, language: str, style: str, action: str, place: str = "") -> dict[str, Any]:
         parsed = self.alert["parsed"]

@@ -449,6 +449,7 @@ class Renderer:
             "place": None,
             "drill": None,
             "issuer": None,
+            "ack": None,  # 叫应 asked of this recipient: {"reply": "1", "url": one-tap link or None}
         }
         ctx.update(context)
         alert = ctx.get("alert")
@@ -588,6 +589,9 @@ class Renderer:
         }
         if _get(alert, "web"):
             data["url"] = str(_get(alert, "web"))
+        ack = ctx.get("ack")
+        if ack and _get(ack, "url"):  # tapping the notification opens the 叫应 page
+            data["url"] = data["ack_url"] = str(_get(ack, "url"))
         return data
 
     # --- check-config ---------------------------------------------------------------------------------

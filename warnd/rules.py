@@ -53,6 +53,7 @@ class PlannedTarget:
     failover: tuple[str, ...] = ()  # alternate channels, in order (docs/failover.md)
     failover_groups: tuple[str, ...] = ()  # a terminal down: these groups in its village ...
     failover_channels: tuple[str, ...] = ()  # ... on these channels
+    deliver_within: float | None = None  # a person not confirmed reached by then enters the escalation ladder
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Plan:
     inhibit: bool = True
     manual: bool = False  # a manual broadcast: targets chosen by an operator, area may be "everywhere"
     everywhere: bool = False
+    escalation: dict[str, Any] | None = None  # the ladder of the highest-level matching rule that has one
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +73,7 @@ class Plan:
             "inhibit": self.inhibit,
             "manual": self.manual,
             "everywhere": self.everywhere,
+            "escalation": self.escalation,
             "targets": [asdict(t) for t in self.targets],
         }
 
@@ -90,6 +93,7 @@ class Plan:
             inhibit=data.get("inhibit", True),
             manual=data.get("manual", False),
             everywhere=data.get("everywhere", False),
+            escalation=data.get("escalation"),
         )
 
 
@@ -130,6 +134,10 @@ class RuleEngine:
             plan.rules.append(rule.name)
             plan.level = rule.level if plan.level is None else min(plan.level, rule.level)
             plan.inhibit = plan.inhibit and rule.inhibit
+            if rule.escalation is not None and (
+                plan.escalation is None or rule.level < plan.escalation["level"]
+            ):
+                plan.escalation = {"rule": rule.name, "level": rule.level, **rule.escalation.model_dump()}
             for target in rule.targets:
                 groups = tuple(g for g in target.groups if not drill or g in self._drill_groups)
                 if not groups:
@@ -148,6 +156,7 @@ class RuleEngine:
                             failover=tuple(target.failover),
                             failover_groups=tuple(target.failover_groups),
                             failover_channels=tuple(target.failover_channels),
+                            deliver_within=rule.escalation.deliver_within if rule.escalation else None,
                         )
                     )
         return plan

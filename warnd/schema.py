@@ -130,6 +130,12 @@ recipients = Table(
     Column("terminal_id", String(64)),
     Column("source", String(10), nullable=False),  # config | import
     Column("active", Boolean, nullable=False),
+    # for the door-knock list (敲门行动): where the household lives, which household (people sharing one are
+    # knocked once), who is vulnerable (elderly_alone, disabled, child ...), and an explicit superior's phone
+    Column("address", Text),
+    Column("household", String(64)),
+    Column("vulnerable", JSON(none_as_null=True)),
+    Column("superior", String(20)),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_recipients_area", "area_code"),
 )
@@ -195,7 +201,12 @@ deliveries = Table(
     Column("sent_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("delivered_at", UTCDateTime),  # when the last part's success report made it delivered
-    UniqueConstraint("alert_id", "recipient_id", "channel"),
+    # warning: the alert itself; notice:<escalation id> a superior told that someone did not answer;
+    # doorknock:<village>:<households> a grid worker's door-knock task (docs/escalation.md)
+    Column("purpose", String(40), nullable=False, server_default="warning"),
+    # a person not confirmed reached by then enters the rule's escalation ladder
+    Column("deliver_deadline", UTCDateTime),
+    UniqueConstraint("alert_id", "recipient_id", "channel", "purpose"),
     Index("ix_deliveries_ready", "status", "channel", "priority", "visible_at"),
     Index("ix_deliveries_recipient", "recipient_id"),
     Index("ix_deliveries_created", "created_at"),
@@ -232,6 +243,107 @@ delivery_parts = Table(
     Index("ix_delivery_parts_provider", "channel", "provider_id"),
 )
 
+
+# 叫应: a person's acknowledgement of one alert revision, by reply SMS, one-tap link or a call an operator
+# recorded. The first one counts; later ones are audit entries.
+acknowledgements = Table(
+    "acknowledgements",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
+    Column("root_id", Integer, nullable=False),
+    Column("recipient_id", Integer, ForeignKey("recipients.id"), nullable=False),
+    Column("delivery_id", Integer),  # the delivery it answers, when known
+    Column("at", UTCDateTime, nullable=False),
+    Column("channel", String(16), nullable=False),  # reply | link | call
+    Column(
+        "recorded_by", String(100), nullable=False
+    ),  # who: the recipient, or the operator who took the call
+    Column("detail", JSON),
+    UniqueConstraint("alert_id", "recipient_id"),
+    Index("ix_acknowledgements_root", "root_id"),
+)
+
+# The escalation ladder of one person for one alert revision (docs/escalation.md): opened by the sweep when the
+# person was not confirmed reached (undelivered) or did not acknowledge (unacknowledged) by the deadline; each
+# sweep claims the rows that are due (lease + token, like the outbox) and climbs one rung.
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
+    Column("root_id", Integer, nullable=False),
+    Column("recipient_id", Integer, ForeignKey("recipients.id"), nullable=False),
+    Column("reason", String(16), nullable=False),  # undelivered | unacknowledged
+    Column("step", SmallInteger, nullable=False),  # rungs climbed so far
+    Column("state", String(12), nullable=False),  # open | resolved | exhausted | closed
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("lease_token", String(36)),
+    Column("leased_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("resolution", Text),  # why it ended: acknowledged, delivered, alert cancelled ...
+    UniqueConstraint("alert_id", "recipient_id"),
+    Index("ix_escalations_due", "state", "due_at"),
+    Index("ix_escalations_root", "root_id"),
+)
+
+# Each rung climbed and why (the "有叫有应有记录" record).
+escalation_events = Table(
+    "escalation_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("escalation_id", Integer, ForeignKey("escalations.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("step", String(16), nullable=False),  # opened | resend | superior | doorknock | resolved | closed
+    Column("reason", Text, nullable=False),
+    Column("detail", JSON),
+    Index("ix_escalation_events_escalation", "escalation_id"),
+)
+
+# 敲门行动: a person the messages did not reach (or who did not answer), for the grid workers of their village.
+# One row per person; the list groups them by household, and a check-off applies to the whole household.
+doorknocks = Table(
+    "doorknocks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("root_id", Integer, nullable=False),  # the alert chain
+    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),  # the revision that put them here
+    Column("recipient_id", Integer, ForeignKey("recipients.id"), nullable=False),
+    Column("area_code", String(12), nullable=False),  # the village
+    Column("household", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("added_at", UTCDateTime, nullable=False),
+    Column("result", String(12)),  # reached | moved | not_home
+    Column("result_at", UTCDateTime),
+    Column("result_by", String(100)),  # the grid worker (or operator) who checked it off
+    Column("note", Text),
+    UniqueConstraint("root_id", "recipient_id"),
+    Index("ix_doorknocks_root_area", "root_id", "area_code"),
+)
+
+# Coverage reports kept when an alert chain ends (drills apart from real alerts), with the recommendations
+# computed then; live reports are computed on demand.
+alert_reports = Table(
+    "alert_reports",
+    metadata,
+    Column("root_id", Integer, primary_key=True),
+    Column("drill", Boolean, nullable=False),
+    Column("computed_at", UTCDateTime, nullable=False),
+    Column("report", JSON, nullable=False),
+    Column("recommendations", JSON),
+    Index("ix_alert_reports_drill", "drill", "computed_at"),
+)
+
+# The channel order learned per person from delivery history (fastest and most reliable first).
+channel_preferences = Table(
+    "channel_preferences",
+    metadata,
+    Column("recipient_id", Integer, ForeignKey("recipients.id", ondelete="CASCADE"), primary_key=True),
+    Column("channels", JSON, nullable=False),
+    Column("evidence", JSON),
+    Column("computed_at", UTCDateTime, nullable=False),
+)
 
 # Append-only record of operator and machine actions.
 audit_log = Table(

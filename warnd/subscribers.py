@@ -1,7 +1,8 @@
 """Subscriber CSV import and export.
 
-Columns: ``name,phone,role,area_code,lat,lon,language,groups`` (groups separated by ``|``; lat/lon may be
-empty). An import is all or nothing: every row is checked, bad rows are reported by line number, and if any is
+Columns: ``name,phone,role,area_code,lat,lon,language,groups`` and optionally
+``address,household,vulnerable,superior`` (groups and vulnerable flags separated by ``|``; lat/lon may be
+empty; the last four feed the door-knock list and the superior rung, docs/escalation.md). An import is all or nothing: every row is checked, bad rows are reported by line number, and if any is
 bad nothing is imported. Rows are validated with plain string checks (not a model per row) and written in one
 transaction in chunks, so a million rows take seconds and bounded memory.
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from warnd.config import SUBSCRIBER_CSV_COLUMNS, normalise_phone
+from warnd.config import SUBSCRIBER_CSV_COLUMNS, VULNERABLE, normalise_phone
 
 _ADMIN_CODE = re.compile(r"^\d{12}$")
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -90,6 +91,24 @@ class RowChecker:
             errors.extend(f"groups: unknown group {g!r}" for g in unknown)
             if not unknown:
                 groups = self._good_groups[raw_groups] = "|".join(names)
+        address = cells.get("address", "").strip() or None
+        if address and len(address) > 200:
+            errors.append("address: longer than 200 characters")
+        household = cells.get("household", "").strip() or None
+        if household and len(household) > 64:
+            errors.append("household: longer than 64 characters")
+        flags = [v.strip() for v in cells.get("vulnerable", "").split("|") if v.strip()]
+        errors.extend(
+            f"vulnerable: unknown flag {v!r} (known: {', '.join(VULNERABLE)})"
+            for v in flags
+            if v not in VULNERABLE
+        )
+        superior = cells.get("superior", "").strip() or None
+        if superior:
+            try:
+                superior = normalise_phone(superior)
+            except ValueError as exc:
+                errors.append(f"superior: {exc}")
         if errors:
             return None, errors
         return {
@@ -104,6 +123,10 @@ class RowChecker:
             "language": language,
             "push_tokens": None,
             "terminal_id": None,
+            "address": address,
+            "household": household,
+            "vulnerable": flags or None,
+            "superior": superior,
             "groups": groups,
         }, []
 
@@ -192,6 +215,10 @@ async def write_csv(rows: AsyncIterator[Mapping[str, Any]], out: IO[str]) -> int
                 "" if row["lon"] is None else row["lon"],
                 row["language"],
                 row["groups"] or "",
+                row["address"] or "",
+                row["household"] or "",
+                "|".join(row["vulnerable"] or []),
+                row["superior"] or "",
             ]
         )
         count += 1

@@ -42,7 +42,9 @@ LOG_COLUMNS = [
     "error",
     "body",
 ]
-CSV_COLUMNS = ["name", "phone", "role", "area_code", "lat", "lon", "language", "groups"]
+IMPORT_COLUMNS = ["name", "phone", "role", "area_code", "lat", "lon", "language", "groups"]
+# export writes the door-knock columns too (empty unless set)
+CSV_COLUMNS = [*IMPORT_COLUMNS, "address", "household", "vulnerable", "superior"]
 MASKED = re.compile(r"^1\d{2}\*{4}\d{4}$")
 SIGNATURE = "【梁平区应急管理局】"
 CST = ZoneInfo("Asia/Shanghai")
@@ -625,7 +627,7 @@ def write_subscribers(path: Path, count: int, *, seed: int = 7) -> list[list[str
         )
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(IMPORT_COLUMNS)
         writer.writerows(rows)
     return rows
 
@@ -692,7 +694,7 @@ def test_export_round_trips_imported_rows(imported: tuple[Path, list[list[str]],
 
 def _write_csv(path: Path, rows: list[list[str]]) -> Path:
     with path.open("w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle).writerows([CSV_COLUMNS, *rows])
+        csv.writer(handle).writerows([IMPORT_COLUMNS, *rows])
     return path
 
 

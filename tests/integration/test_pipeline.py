@@ -381,8 +381,8 @@ async def test_template_with_recipient_fields_renders_per_recipient(
         assert len(duty) == 5
         assert all(r["body"].startswith(f"【梁平区防汛办】{r['recipient']}同志：暴雨红色预警") for r in duty)
         stats = (await app.store.get_alert(result.alert_id))["fanout_stats"]
-        # sms zh-CN + sms en + loudspeaker once each (push reaches nobody in the example, so nothing to
-        # render), duty_sms once per duty person
-        assert stats["messages_rendered"] == 3 + 5
+        # sms zh-CN (plain, and asking for 叫应) + sms en + loudspeaker once each (push reaches nobody in the
+        # example, so nothing to render), duty_sms once per duty person
+        assert stats["messages_rendered"] == 4 + 5
     finally:
         await app.close()

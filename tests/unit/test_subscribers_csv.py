@@ -11,7 +11,7 @@ from warnd.config import DEFAULT_ROLES, SUBSCRIBER_CSV_COLUMNS
 from warnd.subscribers import ImportRejected, ImportReport, RowChecker, validated_chunks
 
 GROUPS = {"public": {}, "grid_workers": {}, "duty_persons": {}}
-HEADER = ",".join(SUBSCRIBER_CSV_COLUMNS) + "\n"
+HEADER = ",".join(SUBSCRIBER_CSV_COLUMNS[:8]) + "\n"  # the original columns; the door-knock ones are optional
 
 
 def run(text: str) -> tuple[list[dict[str, Any]], ImportReport]:
@@ -67,6 +67,10 @@ def test_good_row_becomes_a_recipient_record() -> None:
         "language": "zh-CN",
         "push_tokens": None,
         "terminal_id": None,
+        "address": None,
+        "household": None,
+        "vulnerable": None,
+        "superior": None,
         "groups": "public|duty_persons",
     }
 
@@ -268,3 +272,35 @@ def test_error_list_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(report.errors) == 3
     assert report.more_errors == 2
     assert "5 bad row(s)" in str(ImportRejected(report))
+
+
+def test_door_knock_columns_are_checked() -> None:
+    record, errors = checker().check(
+        {
+            "name": "王婆婆",
+            "phone": "13800239001",
+            "area_code": "500228101201",
+            "address": "万年村三组12号",
+            "household": "wn-3-12",
+            "vulnerable": "elderly_alone| disabled",
+            "superior": "+86 13800230022",
+        }
+    )
+    assert errors == []
+    assert record is not None
+    assert (record["address"], record["household"], record["vulnerable"], record["superior"]) == (
+        "万年村三组12号",
+        "wn-3-12",
+        ["elderly_alone", "disabled"],
+        "13800230022",
+    )
+    _, errors = checker().check(
+        {
+            "name": "x",
+            "phone": "13800239002",
+            "area_code": "500228101201",
+            "vulnerable": "old",
+            "superior": "12",
+        }
+    )
+    assert [e.split(":")[0] for e in errors] == ["vulnerable", "superior"]

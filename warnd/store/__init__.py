@@ -21,6 +21,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     delete,
     event,
     func,
@@ -120,7 +121,12 @@ class Claimed:
 
 def _covers(d: Any) -> Any:
     """A delivery of an active warning covers its recipient, unless it is the note that it no longer does."""
-    return or_(d.c.rules.is_(None), d.c.rules != NO_LONGER_APPLIES)
+    return and_(_is_warning(d), or_(d.c.rules.is_(None), d.c.rules != NO_LONGER_APPLIES))
+
+
+def _is_warning(d: Any) -> Any:
+    """The alert itself, not a notice about it (a superior's 叫应 reminder, a grid worker's door-knock task)."""
+    return d.c.purpose == "warning"
 
 
 def _prefix_range(column: Any, prefix: str) -> Any:
@@ -284,6 +290,10 @@ class Store:
                         r["language"],
                         json.dumps(r["push_tokens"]) if r["push_tokens"] else None,
                         r["terminal_id"],
+                        r.get("address"),
+                        r.get("household"),
+                        json.dumps(r["vulnerable"]) if r.get("vulnerable") else None,
+                        r.get("superior"),
                         source,
                         stamp,
                     )
@@ -597,7 +607,7 @@ class Store:
                 func.min(d.c.priority).label("priority"),
             )
             .join(d, d.c.recipient_id == recipients.c.id)
-            .where(d.c.alert_id.in_(chain_ids), reached, recipients.c.id > after_id)
+            .where(d.c.alert_id.in_(chain_ids), reached, _is_warning(d), recipients.c.id > after_id)
             .group_by(recipients.c.id, d.c.channel)
             .order_by(recipients.c.id, d.c.channel)
         )
@@ -616,7 +626,9 @@ class Store:
         d = deliveries
         query = (
             select(d.c.recipient_id)
-            .where(d.c.alert_id.in_(list(chain_ids)), d.c.recipient_id.in_(list(recipient_ids)))
+            .where(
+                d.c.alert_id.in_(list(chain_ids)), d.c.recipient_id.in_(list(recipient_ids)), _is_warning(d)
+            )
             .distinct()
         )
         async with self.read() as conn:
@@ -693,13 +705,32 @@ class Store:
         ex = stmt.excluded
         least, greatest = (func.min, func.max) if self.is_sqlite else (func.least, func.greatest)
         stmt = stmt.on_conflict_do_update(
-            index_elements=[deliveries.c.alert_id, deliveries.c.recipient_id, deliveries.c.channel],
+            index_elements=[
+                deliveries.c.alert_id,
+                deliveries.c.recipient_id,
+                deliveries.c.channel,
+                deliveries.c.purpose,
+            ],
             set_={
+                # the text asking for 叫应 wins over the plain one
+                "message_id": case(
+                    (and_(ex.ack_required, deliveries.c.ack_required.is_(False)), ex.message_id),
+                    else_=deliveries.c.message_id,
+                ),
+                "segments": case(
+                    (and_(ex.ack_required, deliveries.c.ack_required.is_(False)), ex.segments),
+                    else_=deliveries.c.segments,
+                ),
                 "ack_required": or_(deliveries.c.ack_required, ex.ack_required),
                 "ack_deadline": func.coalesce(
                     least(deliveries.c.ack_deadline, ex.ack_deadline),
                     deliveries.c.ack_deadline,
                     ex.ack_deadline,
+                ),
+                "deliver_deadline": func.coalesce(
+                    least(deliveries.c.deliver_deadline, ex.deliver_deadline),
+                    deliveries.c.deliver_deadline,
+                    ex.deliver_deadline,
                 ),
                 "repeat": greatest(deliveries.c.repeat, ex.repeat),
                 "level": func.coalesce(least(deliveries.c.level, ex.level), deliveries.c.level, ex.level),
@@ -832,7 +863,7 @@ class Store:
             a_other.c.root_id != root_id,
             a_other.c.rank.is_not(None),
         )
-        conds: list[Any] = [mine.c.alert_id == alert_id, mine.c.status == "queued"]
+        conds: list[Any] = [mine.c.alert_id == alert_id, mine.c.status == "queued", _is_warning(mine)]
         if earlier:
             d_earlier = deliveries.alias("d_earlier")
             conds.append(
@@ -893,6 +924,7 @@ class Store:
                 conn,
                 and_(
                     deliveries.c.alert_id.in_(lower_alerts),
+                    _is_warning(deliveries),
                     deliveries.c.recipient_id.in_(reached_here),
                     deliveries.c.lease_token.is_(None),
                 ),
@@ -1350,6 +1382,7 @@ class Store:
                 alerts.c.root_id.in_({c.alert["root_id"] for c in claimed if c.delivery["id"] in later}),
                 deliveries.c.channel == channel,
                 deliveries.c.status.in_(RECEIVED),
+                _is_warning(deliveries),
                 deliveries.c.recipient_id.in_(
                     {c.delivery["recipient_id"] for c in claimed if c.delivery["id"] in later}
                 ),
@@ -1728,16 +1761,23 @@ _RECIPIENT_UPSERT_COLUMNS = (
     "language",
     "push_tokens",
     "terminal_id",
+    "address",
+    "household",
+    "vulnerable",
+    "superior",
     "source",
     "active",
     "updated_at",
 )
 _SQLITE_UPSERT_RECIPIENT = (
     "INSERT INTO recipients (key, kind, name, phone, role, area_code, lat, lon, language, push_tokens, terminal_id, "
-    "source, active, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (key) DO UPDATE SET "
+    "address, household, vulnerable, superior, source, active, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (key) DO UPDATE SET "
     "kind=excluded.kind, name=excluded.name, phone=excluded.phone, role=excluded.role, "
     "area_code=excluded.area_code, lat=excluded.lat, lon=excluded.lon, language=excluded.language, "
-    "push_tokens=excluded.push_tokens, terminal_id=excluded.terminal_id, source=excluded.source, active=1, "
+    "push_tokens=excluded.push_tokens, terminal_id=excluded.terminal_id, address=excluded.address, "
+    "household=excluded.household, vulnerable=excluded.vulnerable, superior=excluded.superior, "
+    "source=excluded.source, active=1, "
     "updated_at=excluded.updated_at"
 )
 

@@ -1,0 +1,61 @@
+"""What every HTTP route module shares: the app key, the principal key and JSON answers.
+
+Routes live in :mod:`warnd.api` (alerts, feeds, channels, receipts), :mod:`warnd.api_acks` (叫应),
+:mod:`warnd.api_escalation` (door-knock lists) and :mod:`warnd.api_reports` (coverage, recommendations); each
+module adds its routes with ``add_routes(router)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from warnd.app import App
+
+APP_KEY: web.AppKey[App] = web.AppKey("warnd")
+PRINCIPAL: web.RequestKey[str] = web.RequestKey("principal", str)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(data: Any, status: int = 200, *, tz: tzinfo | None = None) -> web.Response:
+    """JSON with readable Chinese; datetimes in the district's time zone (ISO 8601 with offset)."""
+
+    def default(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.astimezone(tz).isoformat() if tz else value.isoformat()
+        raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+    return web.json_response(
+        data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False, default=default)
+    )
+
+
+def error_response(status: int, message: str, **extra: Any) -> web.Response:
+    return json_response({"error": message, **extra}, status=status)
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise web.HTTPBadRequest(reason=f"{name} must be an integer") from None
+
+
+def int_param(
+    request: web.Request, name: str, default: int | None = None, *, maximum: int = 10_000
+) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(reason=f"{name} must be an integer") from None
+    if value < 0 or value > maximum:
+        raise web.HTTPBadRequest(reason=f"{name} must be between 0 and {maximum}")
+    return value
