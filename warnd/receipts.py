@@ -6,8 +6,9 @@ Pure functions, no I/O: the store applies them inside the transaction that recor
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import Any
 
 
 class Verdict(StrEnum):
@@ -27,6 +28,17 @@ ADAPTER_KINDS = {
     "webpush": PUSH,
     "mqtt_loudspeaker": LOUDSPEAKER,
 }
+
+# adapters whose providers report delivery (receipts, play reports): on their channels only ``delivered`` counts as
+# reached. On the others (webpush, webhook, file: nobody reports back) the provider's acceptance, ``sent``, is the
+# best there is and counts as reached — for the escalation deadline and for coverage alike.
+CONFIRMING_ADAPTERS = frozenset({"smpp", "sms_http", "push_http", "mqtt_loudspeaker"})
+
+
+def sent_is_enough(channels: Mapping[str, Mapping[str, Any]]) -> tuple[str, ...]:
+    """The configured channels (name → settings with ``adapter``) on which ``sent`` counts as reached."""
+    return tuple(sorted(name for name, c in channels.items() if c.get("adapter") not in CONFIRMING_ADAPTERS))
+
 
 _SMS_DELIVERED = {"DELIVRD", "DELIVERED", "DELIVERY_SUCCESS", "SUCCESS", "OK", "0", "DELIVRD:0", "RECEIVED"}
 _SMS_FAILED = {

@@ -24,6 +24,7 @@ from sqlalchemy import (
     case,
     delete,
     event,
+    false,
     func,
     insert,
     or_,
@@ -121,10 +122,20 @@ class Claimed:
 
 def _covers(d: Any) -> Any:
     """A delivery of an active warning covers its recipient, unless it is the note that it no longer does."""
-    return and_(_is_warning(d), or_(d.c.rules.is_(None), d.c.rules != NO_LONGER_APPLIES))
+    return and_(is_warning(d), or_(d.c.rules.is_(None), d.c.rules != NO_LONGER_APPLIES))
 
 
-def _is_warning(d: Any) -> Any:
+def reached(d: Any, sent_is_enough: Sequence[str]) -> Any:
+    """A delivery (table or alias ``d``) that reached its recipient: delivered, or sent on a channel whose
+    provider never reports delivery (``warnd.receipts.sent_is_enough``). The one definition escalation and
+    coverage share."""
+    return or_(
+        d.c.status == "delivered",
+        and_(d.c.status == "sent", d.c.channel.in_(list(sent_is_enough))) if sent_is_enough else false(),
+    )
+
+
+def is_warning(d: Any) -> Any:
     """The alert itself, not a notice about it (a superior's 叫应 reminder, a grid worker's door-knock task)."""
     return d.c.purpose == "warning"
 
@@ -607,7 +618,7 @@ class Store:
                 func.min(d.c.priority).label("priority"),
             )
             .join(d, d.c.recipient_id == recipients.c.id)
-            .where(d.c.alert_id.in_(chain_ids), reached, _is_warning(d), recipients.c.id > after_id)
+            .where(d.c.alert_id.in_(chain_ids), reached, is_warning(d), recipients.c.id > after_id)
             .group_by(recipients.c.id, d.c.channel)
             .order_by(recipients.c.id, d.c.channel)
         )
@@ -627,7 +638,7 @@ class Store:
         query = (
             select(d.c.recipient_id)
             .where(
-                d.c.alert_id.in_(list(chain_ids)), d.c.recipient_id.in_(list(recipient_ids)), _is_warning(d)
+                d.c.alert_id.in_(list(chain_ids)), d.c.recipient_id.in_(list(recipient_ids)), is_warning(d)
             )
             .distinct()
         )
@@ -863,7 +874,7 @@ class Store:
             a_other.c.root_id != root_id,
             a_other.c.rank.is_not(None),
         )
-        conds: list[Any] = [mine.c.alert_id == alert_id, mine.c.status == "queued", _is_warning(mine)]
+        conds: list[Any] = [mine.c.alert_id == alert_id, mine.c.status == "queued", is_warning(mine)]
         if earlier:
             d_earlier = deliveries.alias("d_earlier")
             conds.append(
@@ -924,7 +935,7 @@ class Store:
                 conn,
                 and_(
                     deliveries.c.alert_id.in_(lower_alerts),
-                    _is_warning(deliveries),
+                    is_warning(deliveries),
                     deliveries.c.recipient_id.in_(reached_here),
                     deliveries.c.lease_token.is_(None),
                 ),
@@ -1382,7 +1393,7 @@ class Store:
                 alerts.c.root_id.in_({c.alert["root_id"] for c in claimed if c.delivery["id"] in later}),
                 deliveries.c.channel == channel,
                 deliveries.c.status.in_(RECEIVED),
-                _is_warning(deliveries),
+                is_warning(deliveries),
                 deliveries.c.recipient_id.in_(
                     {c.delivery["recipient_id"] for c in claimed if c.delivery["id"] in later}
                 ),
@@ -1798,4 +1809,4 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-__all__ = ["AudienceQuery", "Claimed", "Feedback", "Store", "metadata"]
+__all__ = ["AudienceQuery", "Claimed", "Feedback", "Store", "is_warning", "metadata", "reached"]
