@@ -125,6 +125,86 @@ async def test_late_receipt_after_expiry_still_counts(fb_app: App, clock: FakeCl
     assert events[-1]["detail"]["late"] is True
 
 
+async def test_receipt_before_the_send_result_is_held_then_applied(fb_app: App, clock: FakeClock) -> None:
+    """SMPP receipts can beat the send's own answer: a report for a delivery still in flight is kept as pending
+    and applied in the transaction that marks it sent."""
+    [alert] = await fb_app.pipeline.ingest(cap_cn(), source="t")
+    token, claimed = await fb_app.store.claim("sms", 1, clock.now(), 60)
+    [item] = claimed
+    key = item.delivery["idempotency_key"]
+    early = await fb_app.store.record_feedback("sms", key, "DELIVRD", {}, clock.now(), kind="sms")
+    assert early.outcome == "recorded" and early.status == "queued"
+    events = (await fb_app.store.delivery_events([item.delivery["id"]]))[item.delivery["id"]]
+    assert events[-1]["detail"]["pending"] is True and events[-1]["detail"]["applied"] is False
+    clock.advance(2)
+    landed = await fb_app.store.record_results(
+        token,
+        [
+            {
+                "delivery_id": item.delivery["id"],
+                "status": "sent",
+                "provider_message_id": "gw-early-1",
+                "event": "accepted",
+                "attempts": 1,
+            }
+        ],
+        clock.now(),
+    )
+    assert landed == 1
+    row = await _row(fb_app, item.delivery["id"])
+    assert row["status"] == "delivered" and row["delivered_at"] == clock.now()
+    events = (await fb_app.store.delivery_events([item.delivery["id"]]))[item.delivery["id"]]
+    feedback = [e for e in events if e["kind"] == "feedback"]
+    assert len(feedback) == 1 and feedback[0]["detail"]["pending"] is False
+    assert feedback[0]["detail"]["applied"] is True
+    assert alert.alert_id == row["alert_id"]
+
+
+async def test_batch_id_shared_by_two_deliveries_needs_the_phone(fb_app: App, clock: FakeClock) -> None:
+    """A gateway that answers a whole request with one id gives several deliveries the same provider id: a
+    receipt without the phone cannot say whose it is (kept as ambiguous in the audit log, nothing changes); with
+    the phone it lands on the right one."""
+    [alert] = await fb_app.pipeline.ingest(cap_cn(), source="t")
+    token, claimed = await fb_app.store.claim("sms", 2, clock.now(), 60)
+    assert len(claimed) == 2
+    await fb_app.store.record_results(
+        token,
+        [
+            {
+                "delivery_id": c.delivery["id"],
+                "status": "sent",
+                "provider_message_id": "batch-77",
+                "event": "accepted",
+                "attempts": 1,
+            }
+            for c in claimed
+        ],
+        clock.now(),
+    )
+    vague = await fb_app.store.record_feedback(
+        "sms", None, "DELIVRD", {}, clock.now(), kind="sms", provider_id="batch-77"
+    )
+    assert vague.outcome == "ambiguous"
+    assert {(await _row(fb_app, c.delivery["id"]))["status"] for c in claimed} == {"sent"}
+    [entry] = [e for e in await fb_app.store.audit_entries() if e["action"] == "feedback_unknown"]
+    assert entry["detail"]["outcome"] == "ambiguous" and entry["target"] == "batch-77"
+    first, second = claimed
+    exact = await fb_app.store.record_feedback(
+        "sms",
+        None,
+        "DELIVRD",
+        {},
+        clock.now(),
+        kind="sms",
+        provider_id="batch-77",
+        phone=first.recipient["phone"],
+    )
+    assert exact.outcome == "matched" and exact.delivery_id == first.delivery["id"]
+    assert (await _row(fb_app, first.delivery["id"]))["status"] == "delivered"
+    assert (await _row(fb_app, second.delivery["id"]))["status"] == "sent"
+    assert alert.alert_id == first.delivery["alert_id"]
+
+
 def _signed(body: bytes, clock: FakeClock, secret: str = SECRET, skew: float = 0) -> dict[str, str]:
     stamp = str(int(clock.now().timestamp() + skew))
     return {
