@@ -32,7 +32,7 @@ from warnd.app import App
 from warnd.feeds import feed_health
 from warnd.hazards import COLOUR_LABELS, LEVEL_LABELS
 from warnd.hydro.readings import parse_pushed
-from warnd.logs import mask_phone
+from warnd.logs import mask_phone, mask_text
 from warnd.pipeline import BroadcastInvalid, BroadcastRequest, IngestResult
 from warnd.receipts import ADAPTER_KINDS, KINDS
 
@@ -174,7 +174,8 @@ def delivery_json(row: Mapping[str, Any], *, unmask: bool = False) -> dict[str, 
         "phone": row["phone"] if unmask else mask_phone(row["phone"]),
         "role": row["role"],
         "area_code": row["area_code"],
-        "body": row["body"],
+        # a superior's 叫应 notice names the person's phone in full (they must call): masked here like the rest
+        "body": row["body"] if unmask else mask_text(row["body"]),
         "title": row["title"],
         "segments": row["segments"],
         "repeat": row["repeat"],
@@ -185,6 +186,7 @@ def delivery_json(row: Mapping[str, Any], *, unmask: bool = False) -> dict[str, 
         "level": row["level"],
         "ack_required": row["ack_required"],
         "ack_deadline": row["ack_deadline"],
+        "purpose": row["purpose"],  # warning, or a notice: notice:<escalation> / doorknock:<village>:<n>
         "created_at": row["created_at"],
         "sent_at": row["sent_at"],
         "delivered_at": row["delivered_at"],

@@ -88,6 +88,8 @@ class LinkSigner:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except ValueError:
             raise BadLink("not a link token") from None
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:  # unused trailing bits set
+            raise BadLink("not a link token")
         payload, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
         if len(raw) <= MAC_BYTES or not hmac.compare_digest(mac, self._mac(kind, payload)):
             raise BadLink("signature does not match")

@@ -714,6 +714,55 @@ class Pipeline:
         )
         return row
 
+    async def resend_rows(
+        self,
+        alert_id: int,
+        recipients: Sequence[Mapping[str, Any]],
+        channel: str,
+        *,
+        reason: str,
+        like: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Outbox rows sending alert revision ``alert_id`` again to ``recipients`` on ``channel`` (the
+        escalation ladder's resend rung, docs/escalation.md), worded like the revision's own (an Update's
+        newcomers get the full warning) and as urgent as ``like``, the person's original delivery (priority,
+        level, rule, 叫应 request and deadline; people only). Normal warning deliveries (purpose warning): the
+        caller writes them with ON CONFLICT DO NOTHING, so one already there stays as it is."""
+        alert = await self._failover_alert(alert_id)
+        if alert is None or not recipients:
+            return []
+        previous = await self._failover_alert(alert["previous_id"]) if alert["previous_id"] else None
+        maker = _MessageMaker(self, alert, previous)
+        now = self.clock.now()
+        known: set[int] = set()
+        if previous is not None and alert["msg_type"] == "Update":
+            earlier = [i for i in await self.store.chain_ids(alert["root_id"]) if i != alert_id]
+            known = await self.store.known_among(earlier, [r["id"] for r in recipients])
+        rows = []
+        for person in recipients:
+            is_person = person.get("kind", "person") == "person"
+            asks = bool(like and like.get("ack_required")) and is_person
+            target = PlannedTarget(
+                rule=(like or {}).get("rules") or "escalation",
+                groups=None,
+                channel=channel,
+                level=(like or {}).get("level") or alert["level"],
+                ack_required=asks,
+                repeat=int((like or {}).get("repeat") or 1) if is_person else 2,
+            )
+            action = "issue" if previous is not None and alert["msg_type"] == "Update" else None
+            if action and person["id"] in known:
+                action = None
+            row = await maker.delivery(person, target, now, action)
+            row.update(
+                priority=(like or {}).get("priority", row["priority"]),
+                ack_deadline=(like or {}).get("ack_deadline") if asks else None,
+                deliver_deadline=None,
+                reason=reason,
+            )
+            rows.append(row)
+        return rows
+
     # --- manual broadcast ----------------------------------------------------------------------------------------
 
     async def broadcast(self, request: BroadcastRequest) -> IngestResult:

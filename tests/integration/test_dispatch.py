@@ -55,15 +55,15 @@ async def test_identical_content_goes_in_one_request(sms_app: App, gateway: Fake
     [result] = await sms_app.pipeline.ingest(cap_cn(), source="t")
     await sms_app.dispatcher.drain()
     rows = await sms_rows(sms_app, result.alert_id)
-    assert len(rows) == 21 and {r["status"] for r in rows} == {"sent"}
-    # the 9 Chinese-speaking leaders and duty persons share one text (it asks for 叫应), the 11 other Chinese
-    # speakers another, the English-speaking one a third: three requests
-    assert gateway.request_count == 3
-    assert sorted(len(r.json["messages"]) for r in gateway.requests) == [1, 9, 11]
+    assert len(rows) == 24 and {r["status"] for r in rows} == {"sent"}
+    # the 9 Chinese-speaking leaders and duty persons each get a text of their own (it asks for 叫应 with their
+    # own one-tap link), the 14 other Chinese speakers share one, the English-speaking one a third: 11 requests
+    assert gateway.request_count == 11
+    assert sorted(len(r.json["messages"]) for r in gateway.requests) == [1] * 10 + [14]
     keys = {f"{result.alert_id}:{r['recipient_key']}" for r in rows}
-    assert len(gateway.accepted_keys) == 21 and set(gateway.accepted_keys.values()) == {1}
+    assert len(gateway.accepted_keys) == 24 and set(gateway.accepted_keys.values()) == {1}
     assert all(r["provider_message_id"].startswith("msg-") for r in rows)
-    assert len(keys) == 21
+    assert len(keys) == 24
     sent = {s.phone: s for s in gateway.sent}
     assert (
         sent["13800230041"].content.startswith("梁平区气象台")
@@ -72,8 +72,10 @@ async def test_identical_content_goes_in_one_request(sms_app: App, gateway: Fake
 
 
 async def test_503_is_retried_with_backoff(sms_app: App, gateway: FakeSmsGateway, clock: FakeClock) -> None:
-    gateway.fail_next(3, status=503)  # the three requests of the first attempt (see the test above)
-    [result] = await sms_app.pipeline.ingest(cap_cn(), source="t")
+    # blue: one text for everyone, so one request per attempt (red's eleven failing requests would open the
+    # circuit breaker and fail over to sms_backup: test_failover.py)
+    gateway.fail_next(1, status=503)
+    [result] = await sms_app.pipeline.ingest(cap_cn(severity="Blue"), source="t")
     await sms_app.dispatcher.drain()
     rows = await sms_rows(sms_app, result.alert_id)
     assert {r["status"] for r in rows} == {"queued"} and all(r["error"] for r in rows)
@@ -107,7 +109,7 @@ async def test_permanent_failure_keeps_the_providers_reason(sms_app: App, gatewa
     rows = {r["recipient"]: r for r in await sms_rows(sms_app, result.alert_id)}
     assert rows["谢芳"]["status"] == "failed" and "invalid number" in rows["谢芳"]["error"]
     assert rows["谢芳"]["attempts"] == 1
-    assert sum(1 for r in rows.values() if r["status"] == "sent") == 20
+    assert sum(1 for r in rows.values() if r["status"] == "sent") == 23
 
 
 async def test_gives_up_after_max_attempts(sms_app: App, gateway: FakeSmsGateway, clock: FakeClock) -> None:
@@ -125,8 +127,8 @@ async def test_gives_up_after_max_attempts(sms_app: App, gateway: FakeSmsGateway
 async def test_unsent_deliveries_of_an_expired_alert_are_not_sent(
     sms_app: App, gateway: FakeSmsGateway, clock: FakeClock
 ) -> None:
-    gateway.fail_next(3, status=503)
-    [result] = await sms_app.pipeline.ingest(cap_cn(), source="t")
+    gateway.fail_next(1, status=503)  # blue: the one request of the first attempt (see the 503 test)
+    [result] = await sms_app.pipeline.ingest(cap_cn(severity="Blue"), source="t")
     await sms_app.dispatcher.drain()
     clock.advance(13 * 3600)  # past <expires>
     await sms_app.dispatcher.drain()
@@ -158,7 +160,7 @@ async def test_restart_after_a_crash_mid_batch_sends_each_once(
     await restarted.drain()
     rows = await sms_rows(sms_app, result.alert_id)
     assert {r["status"] for r in rows} == {"sent"}
-    assert len(gateway.accepted_keys) == 21 and set(gateway.accepted_keys.values()) == {1}
+    assert len(gateway.accepted_keys) == 24 and set(gateway.accepted_keys.values()) == {1}
     # fencing: the old claim's results no longer apply
     stale = [
         {"delivery_id": c.delivery["id"], "status": "failed", "event": "failed", "error": "late"}
@@ -186,9 +188,9 @@ async def test_rate_limit_spaces_requests(
         started = clock.now()
         await app.pipeline.ingest(cap_cn(), source="t")
         await app.dispatcher.drain()
-        assert gateway.request_count == 21
-        # a bucket of 5 starts full: the other 16 messages need 16 / 5 s of (fake) time
-        assert (clock.now() - started).total_seconds() >= 16 / 5 - 0.01
+        assert gateway.request_count == 24
+        # a bucket of 5 starts full: the other 19 messages need 19 / 5 s of (fake) time
+        assert (clock.now() - started).total_seconds() >= 19 / 5 - 0.01
     finally:
         await app.close()
 
@@ -196,8 +198,9 @@ async def test_rate_limit_spaces_requests(
 async def test_requests_per_second_limits_requests_not_numbers(
     config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock
 ) -> None:
-    # 10 numbers per request, 2 requests/s, no message limit: 21 numbers in three texts (9 ask for 叫应, 11, 1 in
-    # English) are 4 requests; a bucket of 2 starts full, so the third request waits ½ s and the fourth 1 s
+    # 10 numbers per request, 2 requests/s, no message limit: 24 numbers in eleven texts (9 ask for 叫应, each
+    # with its own link; 14 share one; 1 in English) are 12 requests; a bucket of 2 starts full, so the third
+    # request waits ½ s ... the twelfth 5 s (were numbers limited, 24 numbers at 20/s would take ~½ s)
     use_gateway(config_dir, gateway.url, requests_per_second=2, max_recipients_per_request=10, concurrency=1)
     app = App(load_config(config_dir), clock=clock)
     await app.start(channels=True)
@@ -205,9 +208,9 @@ async def test_requests_per_second_limits_requests_not_numbers(
         started = clock.now()
         await app.pipeline.ingest(cap_cn(), source="t")
         await app.dispatcher.drain()
-        assert gateway.request_count == 4 and len(gateway.accepted_keys) == 21
+        assert gateway.request_count == 12 and len(gateway.accepted_keys) == 24
         waited = (clock.now() - started).total_seconds()
-        assert 1.0 - 0.01 <= waited <= 1.5
+        assert 5.0 - 0.01 <= waited <= 5.5
     finally:
         await app.close()
 

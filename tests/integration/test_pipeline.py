@@ -69,8 +69,8 @@ async def test_same_alert_twice_is_one_alert(app: App) -> None:
     assert second[0].outcome == "duplicate" and second[0].alert_id == first[0].alert_id
     assert len(await app.store.list_alerts()) == 1
     rows = await deliveries(app, first[0].alert_id)
-    # the bare example: 21 people by SMS, 3 loudspeakers; nobody has subscribed to app push yet
-    assert Counter(r["channel"] for r in rows) == {"sms": 21, "loudspeaker": 3}
+    # the bare example: 24 people by SMS, 3 loudspeakers; nobody has subscribed to app push yet
+    assert Counter(r["channel"] for r in rows) == {"sms": 24, "loudspeaker": 3}
 
 
 async def test_cancel_sends_jiechu_to_everyone_reached(app: App, clock: FakeClock) -> None:
@@ -381,8 +381,9 @@ async def test_template_with_recipient_fields_renders_per_recipient(
         assert len(duty) == 5
         assert all(r["body"].startswith(f"【梁平区防汛办】{r['recipient']}同志：暴雨红色预警") for r in duty)
         stats = (await app.store.get_alert(result.alert_id))["fanout_stats"]
-        # sms zh-CN (plain, and asking for 叫应) + sms en + loudspeaker once each (push reaches nobody in the
-        # example, so nothing to render), duty_sms once per duty person
-        assert stats["messages_rendered"] == 4 + 5
+        # sms zh-CN plain + sms en + loudspeaker once each (push reaches nobody in the example, so nothing to
+        # render), sms zh-CN asking for 叫应 once per leader and duty person (each carries the person's own
+        # one-tap link: feedback.public_url is set), duty_sms once per duty person
+        assert stats["messages_rendered"] == 3 + 9 + 5
     finally:
         await app.close()

@@ -72,7 +72,7 @@ def test_example_config_loads(config_dir: Path, tmp_path: Path) -> None:
         "loudspeakers",
     }
     assert len(config.rules) == 19
-    assert len(config.subscribers) == 21
+    assert len(config.subscribers) == 24
     assert len(config.terminals) == 3
     assert len(config.areas) == 12
     assert config.areas["500228000000"] == "梁平区"
@@ -445,7 +445,7 @@ def test_subscribers_csv_in_the_config_dir_is_loaded(config_dir: Path) -> None:
         encoding="utf-8",
     )
     config = load_config(config_dir)
-    assert len(config.subscribers) == 23
+    assert len(config.subscribers) == 26
     first, second = config.subscribers[-2:]
     assert (first.name, first.phone, first.role, first.lat) == ("钱多多", "13900000001", "public", None)
     assert (second.name, second.phone, second.lat, second.lon) == ("孙,悟空", "13900000002", 30.5, 107.6)

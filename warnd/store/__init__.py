@@ -1648,6 +1648,7 @@ class Store:
                 d.c.level,
                 d.c.ack_required,
                 d.c.ack_deadline,
+                d.c.purpose,
                 d.c.created_at,
                 d.c.sent_at,
                 d.c.delivered_at,

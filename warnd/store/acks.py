@@ -1,0 +1,391 @@
+"""All SQL of 叫应 (acknowledgements): recording an acknowledgement, a person's open obligations, what a one-tap
+link points at, and a chain's board (docs/acknowledgement.md).
+
+An *obligation* is one person × one alert revision: a warning delivery of that revision to that person with
+``ack_required`` (not the note that the warning no longer applies to them, not a Cancel's message, not a delivery
+that never went out because it was suppressed, superseded or expired). An Update asks again: the obligation of a
+chain is on the newest revision each person was sent. The first acknowledgement of (revision, person) counts;
+a repeat returns it and is only written to the audit log (``ack.repeat``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, func, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from warnd.schema import acknowledgements, alerts, audit_log, deliveries, recipients
+from warnd.store import NO_LONGER_APPLIES, Store, is_warning
+
+CHANNELS = ("reply", "link", "call")
+# deliveries that never carried the warning to the person: nothing to acknowledge
+NOT_SENT = ("suppressed", "superseded", "expired")
+
+
+@dataclass(frozen=True)
+class Ack:
+    id: int
+    alert_id: int
+    root_id: int
+    recipient_id: int
+    delivery_id: int | None
+    at: datetime
+    channel: str
+    recorded_by: str
+    detail: dict[str, Any]
+    already: bool = False  # this was a repeat: the acknowledgement that counts is the earlier one (this row)
+    name: str | None = None  # the person's (when read with their recipient row)
+    phone: str | None = None  # raw: mask before showing
+
+    @property
+    def note(self) -> str | None:
+        note = self.detail.get("note")
+        return str(note) if note else None
+
+
+@dataclass(frozen=True)
+class Obligation:
+    """One person must acknowledge one alert revision."""
+
+    alert_id: int
+    root_id: int
+    recipient_id: int
+    delivery_id: int
+    deadline: datetime | None
+
+
+@dataclass(frozen=True)
+class LinkTarget:
+    """What a 叫应 link (alert revision id, recipient id) points at."""
+
+    alert: dict[str, Any]  # the revision the link was sent with
+    latest: dict[str, Any]  # the newest revision of its chain (the same row when not updated)
+    recipient: dict[str, Any]
+    delivery_id: int | None  # the person's warning delivery of that revision
+    ack: Ack | None  # their acknowledgement of that revision, if any
+
+
+def _ack(row: Mapping[str, Any], already: bool = False) -> Ack:
+    return Ack(
+        name=row.get("name"),
+        phone=row.get("phone"),
+        id=row["id"],
+        alert_id=row["alert_id"],
+        root_id=row["root_id"],
+        recipient_id=row["recipient_id"],
+        delivery_id=row["delivery_id"],
+        at=row["at"],
+        channel=row["channel"],
+        recorded_by=row["recorded_by"],
+        detail=dict(row["detail"] or {}),
+        already=already,
+    )
+
+
+def _obliging(d: Any = deliveries, a: Any = alerts, r: Any = recipients) -> Any:
+    """A delivery that asked its person to acknowledge the warning (see the module docstring)."""
+    return and_(
+        is_warning(d),
+        d.c.ack_required.is_(True),
+        or_(d.c.rules.is_(None), d.c.rules != NO_LONGER_APPLIES),
+        d.c.status.not_in(NOT_SENT),
+        a.c.msg_type != "Cancel",
+        r.c.kind == "person",
+    )
+
+
+def _not_acknowledged() -> Any:
+    return ~exists().where(
+        acknowledgements.c.alert_id == deliveries.c.alert_id,
+        acknowledgements.c.recipient_id == deliveries.c.recipient_id,
+    )
+
+
+class AckStore:
+    def __init__(self, store: Store):
+        self.store = store
+
+    # --- writing ------------------------------------------------------------------------------------------------
+
+    async def record(
+        self,
+        *,
+        alert_id: int,
+        recipient_id: int,
+        at: datetime,
+        channel: str,
+        recorded_by: str,
+        delivery_id: int | None = None,
+        detail: Mapping[str, Any] | None = None,
+        audit_action: str | None = None,
+        remote: str | None = None,
+    ) -> Ack:
+        """Record that the person acknowledged this revision. The first acknowledgement counts: a repeat returns
+        the existing one (``already=True``) and is written to the audit log as ``ack.repeat``. ``audit_action``
+        (e.g. ``ack.record`` for an operator's call) also audits the first one, in the same transaction."""
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown acknowledgement channel {channel!r}")
+        detail = dict(detail or {})
+        async with self.store.write() as conn:
+            root_id = (
+                await conn.execute(select(alerts.c.root_id).where(alerts.c.id == alert_id))
+            ).scalar_one_or_none()
+            if root_id is None:
+                raise LookupError(f"no alert {alert_id}")
+            stmt = (
+                self.store._insert(acknowledgements)
+                .values(
+                    alert_id=alert_id,
+                    root_id=root_id,
+                    recipient_id=recipient_id,
+                    delivery_id=delivery_id,
+                    at=at,
+                    channel=channel,
+                    recorded_by=recorded_by[:100],
+                    detail=detail,
+                )
+                .on_conflict_do_nothing(index_elements=["alert_id", "recipient_id"])
+                .returning(acknowledgements.c.id)
+            )
+            new_id = (await conn.execute(stmt)).scalar_one_or_none()
+            row = (
+                await conn.execute(
+                    select(acknowledgements, recipients.c.name, recipients.c.phone)
+                    .join(recipients, recipients.c.id == acknowledgements.c.recipient_id)
+                    .where(
+                        acknowledgements.c.alert_id == alert_id,
+                        acknowledgements.c.recipient_id == recipient_id,
+                    )
+                )
+            ).one()
+            ack = _ack(dict(row._mapping), already=new_id is None)
+            target = f"alert:{alert_id}/recipient:{recipient_id}"
+            if ack.already:
+                await _audit(
+                    conn,
+                    at,
+                    recorded_by,
+                    "ack.repeat",
+                    target,
+                    {
+                        "channel": channel,
+                        **detail,
+                        "first": {"at": ack.at.isoformat(), "channel": ack.channel, "by": ack.recorded_by},
+                    },
+                    remote,
+                )
+            elif audit_action:
+                await _audit(
+                    conn, at, recorded_by, audit_action, target, {"channel": channel, **detail}, remote
+                )
+            return ack
+
+    async def audit(
+        self,
+        at: datetime,
+        actor: str,
+        action: str,
+        target: str | None,
+        detail: Mapping[str, Any],
+        remote: str | None = None,
+    ) -> None:
+        await self.store.audit(at, actor, action, target=target, detail=detail, remote=remote)
+
+    # --- reading ------------------------------------------------------------------------------------------------
+
+    async def get(self, alert_id: int, recipient_id: int) -> Ack | None:
+        async with self.store.read() as conn:
+            row = (
+                await conn.execute(
+                    select(acknowledgements).where(
+                        acknowledgements.c.alert_id == alert_id,
+                        acknowledgements.c.recipient_id == recipient_id,
+                    )
+                )
+            ).first()
+            return _ack(dict(row._mapping)) if row else None
+
+    async def people_by_phone(self, phone: str) -> list[dict[str, Any]]:
+        async with self.store.read() as conn:
+            rows = await conn.execute(
+                select(recipients).where(recipients.c.phone == phone, recipients.c.kind == "person")
+            )
+            return [dict(r._mapping) for r in rows]
+
+    async def open_obligations(self, recipient_ids: Sequence[int], at: datetime) -> list[Obligation]:
+        """These people's obligations on alerts that are active (and not past ``expires``) and that they have
+        not acknowledged yet, latest revision first."""
+        if not recipient_ids:
+            return []
+        query = (
+            select(
+                deliveries.c.alert_id,
+                alerts.c.root_id,
+                deliveries.c.recipient_id,
+                func.max(deliveries.c.id).label("delivery_id"),
+                func.min(deliveries.c.ack_deadline).label("deadline"),
+            )
+            .join(alerts, alerts.c.id == deliveries.c.alert_id)
+            .join(recipients, recipients.c.id == deliveries.c.recipient_id)
+            .where(
+                deliveries.c.recipient_id.in_(list(recipient_ids)),
+                _obliging(),
+                alerts.c.state == "active",
+                or_(alerts.c.expires.is_(None), alerts.c.expires > at),
+                _not_acknowledged(),
+            )
+            .group_by(deliveries.c.alert_id, alerts.c.root_id, deliveries.c.recipient_id)
+            .order_by(deliveries.c.alert_id.desc(), deliveries.c.recipient_id)
+        )
+        async with self.store.read() as conn:
+            return [
+                Obligation(r.alert_id, r.root_id, r.recipient_id, r.delivery_id, _aware(r.deadline))
+                for r in await conn.execute(query)
+            ]
+
+    async def link_target(self, alert_id: int, recipient_id: int) -> LinkTarget | None:
+        async with self.store.read() as conn:
+            alert = (await conn.execute(select(alerts).where(alerts.c.id == alert_id))).first()
+            person = (await conn.execute(select(recipients).where(recipients.c.id == recipient_id))).first()
+            if alert is None or person is None:
+                return None
+            latest = (
+                await conn.execute(
+                    select(alerts)
+                    .where(alerts.c.root_id == alert._mapping["root_id"])
+                    .order_by(alerts.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+            delivery_id = (
+                await conn.execute(
+                    select(func.max(deliveries.c.id)).where(
+                        deliveries.c.alert_id == alert_id,
+                        deliveries.c.recipient_id == recipient_id,
+                        is_warning(deliveries),
+                    )
+                )
+            ).scalar_one_or_none()
+            ack = (
+                await conn.execute(
+                    select(acknowledgements).where(
+                        acknowledgements.c.alert_id == alert_id,
+                        acknowledgements.c.recipient_id == recipient_id,
+                    )
+                )
+            ).first()
+        return LinkTarget(
+            alert=dict(alert._mapping),
+            latest=dict((latest or alert)._mapping),
+            recipient=dict(person._mapping),
+            delivery_id=delivery_id,
+            ack=_ack(dict(ack._mapping)) if ack else None,
+        )
+
+    async def chain_recipient(self, root_id: int, recipient: str) -> tuple[dict[str, Any], int, int] | None:
+        """A person the chain's warning was sent to, by phone number or recipient id, with the newest revision
+        they were sent and that delivery: (recipient row, alert id, delivery id), or None if not a recipient.
+        Revisions that asked them to acknowledge come first."""
+        by = recipients.c.phone == recipient
+        if recipient.isdigit() and len(recipient) <= 10:
+            by = or_(by, recipients.c.id == int(recipient))
+        query = (
+            select(
+                recipients, deliveries.c.alert_id.label("_alert_id"), deliveries.c.id.label("_delivery_id")
+            )
+            .join(deliveries, deliveries.c.recipient_id == recipients.c.id)
+            .join(alerts, alerts.c.id == deliveries.c.alert_id)
+            .where(
+                alerts.c.root_id == root_id,
+                is_warning(deliveries),
+                or_(deliveries.c.rules.is_(None), deliveries.c.rules != NO_LONGER_APPLIES),
+                alerts.c.msg_type != "Cancel",
+                recipients.c.kind == "person",
+                by,
+            )
+            .order_by(
+                (recipients.c.phone == recipient).desc(),  # a phone number wins over an equal id
+                deliveries.c.ack_required.desc(),
+                deliveries.c.alert_id.desc(),
+                deliveries.c.id.desc(),
+            )
+            .limit(1)
+        )
+        async with self.store.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        data = dict(row._mapping)
+        alert_id, delivery_id = data.pop("_alert_id"), data.pop("_delivery_id")
+        return data, alert_id, delivery_id
+
+    async def board(self, root_id: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The chain's obligations (one per person: the newest revision they were asked on, with its deadline
+        and acknowledgement if any) and every acknowledgement of the chain (also of superseded revisions)."""
+        person = [
+            recipients.c.id.label("recipient_id"),
+            recipients.c.name,
+            recipients.c.role,
+            recipients.c.phone,
+            recipients.c.area_code,
+        ]
+        obligations = (
+            select(
+                *person,
+                deliveries.c.alert_id,
+                func.min(deliveries.c.ack_deadline).label("deadline"),
+            )
+            .join(deliveries, deliveries.c.recipient_id == recipients.c.id)
+            .join(alerts, alerts.c.id == deliveries.c.alert_id)
+            .where(alerts.c.root_id == root_id, _obliging())
+            .group_by(*person, deliveries.c.alert_id)
+            .order_by(deliveries.c.alert_id)
+        )
+        acks = (
+            select(acknowledgements, *person[1:])
+            .join(recipients, recipients.c.id == acknowledgements.c.recipient_id)
+            .where(acknowledgements.c.root_id == root_id)
+            .order_by(acknowledgements.c.at, acknowledgements.c.id)
+        )
+        async with self.store.read() as conn:
+            newest: dict[int, dict[str, Any]] = {}
+            for r in await conn.execute(obligations):  # oldest revision first: the newest one stays
+                newest[r.recipient_id] = {**r._mapping, "deadline": _aware(r.deadline)}
+            ack_rows = [dict(r._mapping) for r in await conn.execute(acks)]
+        by_key = {(a["alert_id"], a["recipient_id"]): a for a in ack_rows}
+        out = []
+        for item in newest.values():
+            item["ack"] = by_key.get((item["alert_id"], item["recipient_id"]))
+            out.append(item)
+        return out, ack_rows
+
+
+async def _audit(
+    conn: AsyncConnection,
+    at: datetime,
+    actor: str,
+    action: str,
+    target: str,
+    detail: Mapping[str, Any],
+    remote: str | None,
+) -> None:
+    await conn.execute(
+        insert(audit_log).values(
+            at=at, actor=actor[:100], action=action, target=target, detail=dict(detail), remote=remote
+        )
+    )
+
+
+def _aware(value: Any) -> datetime | None:
+    """Aggregates (min/max) bypass the column type on SQLite: bring them back as aware UTC datetimes."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"not a datetime: {value!r}")
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
