@@ -102,6 +102,10 @@ class FeedbackSink(Protocol):
 
     async def record(self, channel: str, msg_id: str, state: str, detail: Mapping[str, Any]) -> None: ...
 
+    async def reply(self, channel: str, phone: str, text: str, detail: Mapping[str, Any]) -> None:
+        """A mobile-originated SMS (e.g. 「收到」 answering a warning that asked for 叫应)."""
+        ...
+
 
 class BreakerSettings(BaseModel):
     """The channel's circuit breaker (``breaker:`` in a channel's settings; docs/failover.md).

@@ -233,7 +233,14 @@ class SmppChannel(Channel):
 
     async def _receipt(self, pdu: Command) -> None:
         if int(pdu.esm_class or 0) & ESM_TYPE_MASK != ESM_DELIVERY_RECEIPT:
-            log.info("channel %s: mobile-originated SMS ignored (replies are issue 5's)", self.name)
+            # a mobile-originated SMS: a person answering (叫应 keywords are warnd.acks' business)
+            if self.feedback is not None:
+                await self.feedback.reply(
+                    self.name,
+                    _text(pdu.source_addr),
+                    _decode(pdu),
+                    {"via": "smpp", "to": _text(pdu.destination_addr)},
+                )
             return
         text = _text(pdu.short_message)
         found = _RECEIPT.search(text)
@@ -326,6 +333,16 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("latin-1")
     return str(value)
+
+
+def _decode(pdu: Command) -> str:
+    """The text of a mobile-originated message: UCS-2 (data_coding 8, every Chinese reply) or GSM/Latin-1."""
+    raw = pdu.short_message or b""
+    if isinstance(raw, str):
+        return raw
+    if int(pdu.data_coding or 0) == 8:
+        return raw.decode("utf-16-be", errors="replace")
+    return raw.decode("latin-1")
 
 
 def _status_name(status: int) -> str:

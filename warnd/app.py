@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -75,6 +76,8 @@ class StoreFeedback:
         self.store = store
         self.clock = clock
         self.kinds = dict(kinds or {})  # channel name → report kind (sms, push, loudspeaker)
+        # where inbound SMS go (App: the 叫应 keywords, warnd.acks.Acknowledgements.from_reply)
+        self.on_reply: Callable[[str, str, datetime, Mapping[str, Any]], Awaitable[object]] | None = None
 
     async def record(self, channel: str, msg_id: str, state: str, detail: Mapping[str, Any]) -> None:
         part = detail.get("message_id")  # the provider's id of the part reported on (SMPP receipts)
@@ -91,6 +94,10 @@ class StoreFeedback:
             log.warning(
                 "channel %s: %s report for unknown msg_id %r (kept in the audit log)", channel, state, msg_id
             )
+
+    async def reply(self, channel: str, phone: str, text: str, detail: Mapping[str, Any]) -> None:
+        if self.on_reply is not None:
+            await self.on_reply(phone, text, self.clock.now(), {"channel": channel, **detail})
 
 
 class App:
@@ -136,6 +143,7 @@ class App:
             config=config, store=self.store, pipeline=self.pipeline, clock=self.clock, links=self.links
         )
         self.reporter = Reporter(config=config, store=self.store, clock=self.clock)
+        self.feedback.on_reply = self.acks.from_reply
 
     async def start(self, *, migrate: bool = True, sync: bool = True, channels: bool = False) -> None:
         if migrate:

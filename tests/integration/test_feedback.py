@@ -368,3 +368,25 @@ async def test_smpp_receipt_after_a_restart_matches_by_part_id(smpp_app: tuple[A
     for part in row["provider_message_id"].split(","):
         await smsc.receipt(part, "DELIVRD")
     await _wait_status(app, row["id"], "delivered")
+
+
+async def test_smpp_reply_acknowledges(smpp_app: tuple[App, FakeSmsc]) -> None:
+    """A duty person answers the warning SMS with 收到: the SMSC delivers it as a mobile-originated deliver_sm
+    and it becomes their 叫应; a reply that is not a keyword acknowledges nothing and is kept."""
+    app, smsc = smpp_app
+    [alert] = await app.pipeline.ingest(cap_cn(), source="t")
+    await app.dispatcher.drain()
+    await smsc.mobile_originated("13800230022", "收到，正在组织转移")
+    await smsc.mobile_originated("13800230023", "雨很大")
+    for _ in range(100):
+        board = await app.acks.board(alert.alert_id)
+        if board["acknowledged"]:
+            break
+        await asyncio.sleep(0.02)
+    assert [(a["name"], a["channel"]) for a in board["acks"]] == [("李秀英", "reply")]
+    for _ in range(100):
+        unmatched = [e for e in await app.store.audit_entries() if e["action"] == "reply.unmatched"]
+        if unmatched:
+            break
+        await asyncio.sleep(0.02)
+    assert unmatched[0]["detail"]["text"] == "雨很大" and unmatched[0]["detail"]["phone"] == "138****0023"

@@ -73,6 +73,21 @@ class FakeSmsc:
             writer.write(pdu.generate())
             await writer.drain()
 
+    async def mobile_originated(self, phone: str, text: str) -> None:
+        """A person's SMS to the service number (deliver_sm, esm_class 0), in UCS-2 like every Chinese reply."""
+        pdu = _pdu(
+            "deliver_sm",
+            next(self._seq),
+            source_addr=phone,
+            destination_addr="10690228",
+            esm_class=0x00,
+            data_coding=8,
+            short_message=text.encode("utf-16-be"),
+        )
+        for writer in self._writers:
+            writer.write(pdu.generate())
+            await writer.drain()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.append(writer)
         try:
