@@ -345,10 +345,11 @@ class Escalator:
             if found and found["id"] != person["id"]:
                 return [found], "登记的上级"
         roles = self.config.feedback.superiors.get(person["role"], [])
-        for code, label in ((township(person["area_code"]), "乡镇"), (county(person["area_code"]), "区县")):
+        for code in (township(person["area_code"]), county(person["area_code"])):
             people = [p for p in await self.db.people([code], roles) if p["id"] != person["id"]]
             if people:
-                return people, f"{label}{'、'.join(self.config.roles.get(r, r) for r in roles)}"
+                labels = dict.fromkeys(self.config.roles.get(p["role"], p["role"]) for p in people)
+                return people, "、".join(labels)
         return [], ""
 
     def _notice_channel(self, person: Mapping[str, Any]) -> str | None:
@@ -429,6 +430,11 @@ class Escalator:
     async def _doorknock(self, ladder: Mapping[str, Any], facts: Facts, token: str, now: datetime) -> Rung:
         person, alert = facts.recipient, facts.alert
         root_id, village = alert["root_id"], person["area_code"]
+        if village.endswith("000"):  # a township or county office: somebody calls them, nobody knocks
+            return Rung(
+                reason=f"跳过敲门：{person['name']}不在村（社区）一级，无入户对象 "
+                f"(not a village-level recipient: door-knocking is for households)"
+            )
         household = person["household"] or f"r{person['id']}"
         if person["household"]:
             other = await self.db.household_informed(root_id, household, person["id"], self.sent_is_enough)

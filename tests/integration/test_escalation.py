@@ -297,3 +297,42 @@ async def test_household_member_reached_resolves(app: App, gateway: FakeSmsGatew
     listing = await app.escalator.doorknock_list(alert_id)
     assert listing is not None and listing["villages"] == []
     assert not notices_to(gateway, WU_QIANG_PHONE)
+
+
+async def test_township_leader_who_never_answers_is_called_not_knocked(
+    config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock
+) -> None:
+    """A township leader who does not answer: the county leader is told (by role, one level up); a township
+    office has no household to knock on, so the door-knock rung is skipped with its reason and the ladder ends
+    exhausted — no door-knock list entry, no grid worker bothered."""
+    ladder_config(config_dir, gateway.url, ack=True)
+    app = await start_app(config_dir, clock)
+    try:
+        alert_id = await issue(app)
+        acks = AckStore(app.store)
+        for row in await app.store.deliveries_page({"alert_id": alert_id}, limit=1000):
+            if row["ack_required"] and row["recipient"] != "陈晓红":
+                person = await app.escalator.db.person_by_phone(row["phone"])
+                assert person is not None
+                await acks.record(
+                    alert_id=alert_id,
+                    recipient_id=person["id"],
+                    at=clock.now(),
+                    channel="reply",
+                    recorded_by="t",
+                )
+        clock.advance(5 * 60)
+        for _ in range(3):  # opened + resend, then superior, then door-knock (skipped) → exhausted
+            await app.escalator.sweep()
+            await app.dispatcher.drain()
+            clock.advance(STEP)
+        ladder = await ladder_of(app, alert_id, "陈晓红")
+        assert steps(ladder) == ["opened", "resend", "superior", "doorknock", "exhausted"]
+        superior, knock = ladder["events"][2], ladder["events"][3]
+        assert superior["reason"].startswith("已告知区县责任人周建国：")
+        assert knock["reason"].startswith("跳过敲门：") and ladder["state"] == "exhausted"
+        told = notices_to(gateway, "13800230001")
+        assert len(told) == 1 and "陈晓红" in told[0] and "13800230012" in told[0]
+        assert await app.escalator.db.doorknock_rows(alert_id, app.escalator.sent_is_enough) == []
+    finally:
+        await app.close()
