@@ -139,6 +139,21 @@ def area_prefix(code: str) -> str:
     return code
 
 
+def township_code(code: str) -> str:
+    """The township (乡镇/街道) a 12-digit admin code lies in: 500228101201 → 500228101000."""
+    return code[:9] + "000" if len(code) == 12 else code
+
+
+def county_code(code: str) -> str:
+    """The county (区县) a 12-digit admin code lies in: 500228101201 → 500228000000."""
+    return code[:6] + "000000" if len(code) == 12 else code
+
+
+def is_village(code: str) -> bool:
+    """A village / community (村/社区) code, not a township's or county's office."""
+    return len(code) == 12 and not code.endswith("000")
+
+
 Colour = Annotated[str, BeforeValidator(parse_colour)]
 Level = Annotated[int, BeforeValidator(parse_level)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from channels import adapter_class
 from channels.base import Address
 from warnd.clock import Clock
-from warnd.config import Config
+from warnd.config import Config, county_code, is_village, township_code
 from warnd.hazards import COLOUR_LABELS
 from warnd.links import DOORKNOCK, LinkSigner
 from warnd.logs import mask_phone
@@ -61,14 +61,6 @@ REASON_WORDS = {"undelivered": "未收到", "unacknowledged": "未确认收到"}
 DUTY_ROLES = ("duty_person", "village_cadre")  # a village without door-knockers: its duty persons knock
 CLAIM_BATCH = 200
 NOTICE_TEMPLATE = "notice"
-
-
-def township(code: str) -> str:
-    return code[:9] + "000"
-
-
-def county(code: str) -> str:
-    return code[:6] + "000000"
 
 
 def address_kind(config: Config, channel: str) -> str:
@@ -345,7 +337,7 @@ class Escalator:
             if found and found["id"] != person["id"]:
                 return [found], "登记的上级"
         roles = self.config.feedback.superiors.get(person["role"], [])
-        for code in (township(person["area_code"]), county(person["area_code"])):
+        for code in (township_code(person["area_code"]), county_code(person["area_code"])):
             people = [p for p in await self.db.people([code], roles) if p["id"] != person["id"]]
             if people:
                 labels = dict.fromkeys(self.config.roles.get(p["role"], p["role"]) for p in people)
@@ -414,7 +406,7 @@ class Escalator:
         for codes, roles in (
             ([village], self.config.feedback.doorknock_roles),
             ([village], DUTY_ROLES),
-            ([township(village)], ("township_leader",)),
+            ([township_code(village)], ("township_leader",)),
         ):
             people = await self.db.people(codes, roles)
             if people:
@@ -430,7 +422,7 @@ class Escalator:
     async def _doorknock(self, ladder: Mapping[str, Any], facts: Facts, token: str, now: datetime) -> Rung:
         person, alert = facts.recipient, facts.alert
         root_id, village = alert["root_id"], person["area_code"]
-        if village.endswith("000"):  # a township or county office: somebody calls them, nobody knocks
+        if not is_village(village):  # a township or county office: somebody calls them, nobody knocks
             return Rung(
                 reason=f"跳过敲门：{person['name']}不在村（社区）一级，无入户对象 "
                 f"(not a village-level recipient: door-knocking is for households)"

@@ -18,7 +18,7 @@ from typing import Any
 
 from warnd import sms
 from warnd.clock import Clock
-from warnd.config import Config
+from warnd.config import Config, township_code
 from warnd.logs import mask_phone
 from warnd.receipts import ADAPTER_KINDS, SMS, sent_is_enough
 from warnd.render import style_for
@@ -49,10 +49,6 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(p / 100 * len(ordered)))
     return ordered[rank - 1]
-
-
-def township_of(code: str) -> str:
-    return code[:9] + "000" if len(code) == 12 else code
 
 
 def reach_seconds(row: Mapping[str, Any]) -> float | None:
@@ -170,7 +166,7 @@ def slow_providers(rows: Iterable[Mapping[str, Any]], area_name: Any = None) -> 
         if seconds is None:
             continue
         by_channel[r["channel"]].append(seconds)
-        by_pair[(r["channel"], township_of(r["area_code"]))].append(seconds)
+        by_pair[(r["channel"], township_code(r["area_code"]))].append(seconds)
     out = []
     for (channel, township), samples in sorted(by_pair.items()):
         if len(samples) < SLOW_MIN_SAMPLES:
@@ -368,7 +364,7 @@ class Optimiser:
         if root_id is not None:
             mine = [r for r in rows if r["root_id"] == root_id]
             people = {r["recipient_id"] for r in mine}
-            pairs = {(r["channel"], township_of(r["area_code"])) for r in mine if r["kind"] == "person"}
+            pairs = {(r["channel"], township_code(r["area_code"])) for r in mine if r["kind"] == "person"}
             recs = [r for r in recs if _touches(r, people, pairs)]
             order_recs = [r for r in order_recs if r["evidence"]["recipient_id"] in people]
             learned = [p for p in learned if p["recipient_id"] in people]

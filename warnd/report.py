@@ -20,17 +20,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from warnd.cap.model import DRILL_STATUSES
 from warnd.clock import Clock
-from warnd.config import Config, parse_duration
-from warnd.optimise import DEFAULT_WINDOW, Optimiser, percentile, reach_seconds, township_of
+from warnd.config import Config, parse_duration, township_code
+from warnd.optimise import DEFAULT_WINDOW, Optimiser, percentile, reach_seconds
 from warnd.receipts import sent_is_enough
-from warnd.store import Store
+from warnd.store import NOT_SENT, Store
 from warnd.store import report as queries
 
 Command = Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]
 
 # deliveries that never carried the warning: no obligation to acknowledge comes from them
-NOT_SENT = ("suppressed", "superseded", "expired")
 DOORKNOCK_REACHED = ("reached", "moved")
 METRICS = (
     "targeted",
@@ -128,7 +128,7 @@ def build_report(
     """The report of one chain (docs/reports.md has the definitions). JSON-ready: times are ISO strings."""
     root, latest = chain[0], chain[-1]
     active = latest["state"] == "active"
-    drill = root["status"] in queries.DRILL_STATUSES
+    drill = root["status"] in DRILL_STATUSES
     people: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     terminals: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     info: dict[int, Mapping[str, Any]] = {}
@@ -153,7 +153,7 @@ def build_report(
         counts = person.counts()
         village = info[rid]["area_code"]
         _add(villages[village], counts)
-        _add(townships[township_of(village)], counts)
+        _add(townships[township_code(village)], counts)
         _add(total, counts)
         by_channel: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
         for r in rows:
@@ -179,7 +179,7 @@ def build_report(
 
     village_rows = []
     for code in sorted(villages):
-        row = {"area_code": code, "name": area_name(code), "township": township_of(code)}
+        row = {"area_code": code, "name": area_name(code), "township": township_code(code)}
         row.update(_finish(villages[code], target, active))
         village_rows.append(row)
     township_rows = []
@@ -216,7 +216,7 @@ def build_report(
     terminal_rows = []
     for code in sorted(terminal_villages):
         counts = terminal_villages[code]
-        row = {"area_code": code, "name": area_name(code), "township": township_of(code)}
+        row = {"area_code": code, "name": area_name(code), "township": township_code(code)}
         row.update({m: int(counts.get(m, 0)) for m in TERMINAL_METRICS})
         row["not_delivered"] = sorted(not_reached.get(code, []))
         terminal_rows.append(row)

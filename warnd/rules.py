@@ -20,10 +20,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from warnd.cap.model import DRILL_STATUSES
 from warnd.config import Config
 from warnd.hazards import Hazard
 
-DRILL_STATUSES = ("Exercise", "Test")
 SILENT_STATUSES = ("Draft", "System")
 
 

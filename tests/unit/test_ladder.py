@@ -7,12 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from warnd.config import load_config
+from warnd.config import county_code, is_village, load_config, township_code
 from warnd.escalation import (
-    county,
     household_key,
     order_channels,
-    township,
     vulnerable_counts,
 )
 from warnd.render import Renderer, sample_context
@@ -32,8 +30,9 @@ def red_alert() -> dict[str, Any]:
 
 
 def test_admin_levels() -> None:
-    assert township("500228101201") == "500228101000"
-    assert county("500228101201") == "500228000000"
+    assert township_code("500228101201") == "500228101000"
+    assert county_code("500228101201") == "500228000000"
+    assert is_village("500228101201") and not is_village("500228101000") and not is_village("500228000000")
 
 
 def test_channel_order_learned_first_among_allowed() -> None:

@@ -16,6 +16,9 @@ MSG_TYPES = ("Alert", "Update", "Cancel", "Ack", "Error")
 STATUSES = ("Actual", "Exercise", "System", "Test", "Draft")
 SCOPES = ("Public", "Restricted", "Private")
 
+# CAP <status> values of drills and tests (演练/测试): only drill groups get them, and their reports are kept apart
+DRILL_STATUSES = ("Exercise", "Test")
+
 
 @dataclass(frozen=True)
 class Issue:

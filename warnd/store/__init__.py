@@ -74,6 +74,8 @@ RELEASED_BECAUSE = {
 }
 # failed_over: not sent on its channel (circuit open, terminal offline, retries exhausted); alternate deliveries
 # (another channel, or the village's grid workers) carry the warning instead (docs/failover.md)
+# never left warnd for this recipient: another warning covered them, a later revision replaced it, or it expired
+NOT_SENT = ("suppressed", "superseded", "expired")
 FINAL = ("sent", "delivered", "failed", "failed_over", "suppressed", "superseded", "expired")
 
 

@@ -19,11 +19,10 @@ from sqlalchemy import and_, exists, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from warnd.schema import acknowledgements, alerts, audit_log, deliveries, recipients
-from warnd.store import NO_LONGER_APPLIES, Store, is_warning
+from warnd.store import NO_LONGER_APPLIES, NOT_SENT, Store, is_warning
 
 CHANNELS = ("reply", "link", "call")
 # deliveries that never carried the warning to the person: nothing to acknowledge
-NOT_SENT = ("suppressed", "superseded", "expired")
 
 
 @dataclass(frozen=True)

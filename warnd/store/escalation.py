@@ -29,10 +29,9 @@ from warnd.schema import (
     escalations,
     recipients,
 )
-from warnd.store import NO_LONGER_APPLIES, Store, is_warning, reached
+from warnd.store import NO_LONGER_APPLIES, NOT_SENT, Store, is_warning, reached
 
 # deliveries that never carried the warning to the person (inhibited, replaced, ran out): no ladder for them
-NOT_SENT = ("suppressed", "superseded", "expired")
 RESULTS = ("reached", "moved", "not_home")
 
 

@@ -29,7 +29,6 @@ from warnd.schema import (
 from warnd.store import NO_LONGER_APPLIES, Store, is_warning, reached
 
 ENDED = ("cancelled", "expired")
-DRILL_STATUSES = ("Exercise", "Test")
 
 
 def _counted(d: Any = deliveries, a: Any = alerts) -> Any:
@@ -297,7 +296,6 @@ async def channel_preference_rows(store: Store) -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "DRILL_STATUSES",
     "ENDED",
     "chain_acks",
     "chain_deliveries",
