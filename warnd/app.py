@@ -115,7 +115,9 @@ class App:
             for name, settings in config.channels.items()
         }
         self.speech = Speech(config.audio, config.data_dir / "audio")
-        self.links = LinkSigner.from_settings(config.feedback.link_secret, config.data_dir)
+        self.links = LinkSigner.from_settings(
+            config.feedback.link_secret, config.data_dir, shared_database=not self.store.is_sqlite
+        )
         self.feedback = StoreFeedback(
             self.store,
             self.clock,

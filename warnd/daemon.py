@@ -104,22 +104,26 @@ async def _serve(app: App, host: str, port: int) -> None:
         sweep_held, "interval", seconds=EXPIRY_SWEEP_SECONDS, id="held", max_instances=1, coalesce=True
     )
 
-    async def sweep_feedback() -> None:  # the escalation ladder; reports of alerts that ended
+    async def sweep_escalations() -> None:  # the 叫应 / reach ladder (docs/escalation.md)
         climbed = await app.escalator.sweep()
         if any(climbed.values()):
             log.info("escalation sweep: %s", ", ".join(f"{k} {v}" for k, v in sorted(climbed.items()) if v))
+
+    async def keep_reports() -> None:  # reports (and recommendations) of alerts that ended (docs/reports.md)
         kept = await app.reporter.keep_ended()
         if kept:
             log.info("kept the coverage report of alert(s) %s", ", ".join(map(str, kept)))
 
-    scheduler.add_job(
-        sweep_feedback,
-        "interval",
-        seconds=app.config.feedback.sweep_every,
-        id="feedback",
-        max_instances=1,
-        coalesce=True,
-    )
+    # separate jobs: a failing report never holds up the escalation ladder
+    for job, job_id in ((sweep_escalations, "escalate"), (keep_reports, "reports")):
+        scheduler.add_job(
+            job,
+            "interval",
+            seconds=app.config.feedback.sweep_every,
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+        )
 
     runner = web.AppRunner(make_web_app(app), access_log=None)
     await runner.setup()

@@ -61,16 +61,35 @@ class LinkSigner:
         self._secret = secret
 
     @classmethod
-    def from_settings(cls, configured: str | None, data_dir: Path) -> LinkSigner:
-        """The configured secret, or one generated once into ``data_dir/link_secret`` (mode 0600)."""
+    def from_settings(
+        cls, configured: str | None, data_dir: Path, *, shared_database: bool = False
+    ) -> LinkSigner:
+        """The configured secret, or one generated once into ``data_dir/link_secret`` (mode 0600).
+
+        Nodes sharing a PostgreSQL database must sign with the same key (a link sent by one node is opened on
+        another), so there the secret has to be configured."""
         if configured:
             return cls(configured.encode())
+        if shared_database:
+            raise ValueError(
+                "feedback.link_secret must be set (e.g. ${WARND_LINK_SECRET}) when warnd runs on a shared "
+                "database: every node must sign and check links with the same key"
+            )
         path = data_dir / "link_secret"
         if not path.exists():
             data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # written whole under a temporary name, then linked into place: a process starting at the same
+            # moment either wins or reads the winner's complete file, never a half-written one
+            temporary = data_dir / f".link_secret.{os.getpid()}.{secrets.token_hex(4)}"
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32))
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink()
         return cls(path.read_text().strip().encode())
 
     def _mac(self, kind: str, payload: bytes) -> bytes:

@@ -80,3 +80,19 @@ def test_generated_secret_is_kept(tmp_path: Path) -> None:
     assert LinkSigner.from_settings(None, tmp_path).verify(ACK, token, 2) == (1, 2)
     with pytest.raises(BadLink):
         LinkSigner.from_settings("configured-secret-0123456789", tmp_path).verify(ACK, token, 2)
+
+
+def test_a_shared_database_needs_a_configured_secret(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="link_secret must be set"):
+        LinkSigner.from_settings(None, tmp_path, shared_database=True)
+    assert not (tmp_path / "link_secret").exists()
+    signer = LinkSigner.from_settings("configured-secret-0123456789", tmp_path, shared_database=True)
+    assert signer.verify(ACK, signer.sign(ACK, 1, 2), 2) == (1, 2)
+
+
+def test_generated_secret_is_written_once_and_whole(tmp_path: Path) -> None:
+    first = LinkSigner.from_settings(None, tmp_path)
+    second = LinkSigner.from_settings(None, tmp_path)  # a second process: reads the same key
+    assert second.verify(ACK, first.sign(ACK, 7, 8), 2) == (7, 8)
+    assert [p.name for p in tmp_path.iterdir()] == ["link_secret"]  # no temporary file left behind
+    assert (tmp_path / "link_secret").stat().st_mode & 0o777 == 0o600
