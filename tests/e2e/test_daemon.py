@@ -219,3 +219,67 @@ async def test_sigkill_mid_batch_loses_nothing(
         f"gateway saw {len(raw_keys)} numbers for {len(set(raw_keys))} keys "
         f"({len(raw_keys) - len(set(raw_keys))} re-sent after the kill, deduplicated by idempotency key)"
     )
+
+
+@pytest.mark.file_loudspeaker
+async def test_daemon_climbs_the_escalation_ladder_on_its_own_schedule(
+    config_dir: Path, gateway: FakeSmsGateway
+) -> None:
+    """The running daemon's scheduler sweeps escalations by itself: with seconds instead of minutes, duty persons
+    who do not answer have their township leader told by SMS, with no test clock and no manual sweep."""
+
+    def sms_to_gateway(data: dict) -> None:
+        data["channels"]["sms"] = {"adapter": "sms_http", "url": gateway.url, "signature": "梁平区应急管理局"}
+
+    def fast_rules(data: dict) -> None:
+        data["rules"] = [
+            {
+                "name": "rainstorm-red",
+                "hazards": ["暴雨"],
+                "colours": ["red"],
+                "level": "Ⅰ",
+                "targets": [
+                    {
+                        "groups": ["duty_persons"],
+                        "channels": ["sms"],
+                        "ack_required": True,
+                        "ack_within": "1s",
+                    }
+                ],
+                "escalation": {"step_after": "1s", "steps": ["superior"]},
+            }
+        ]
+
+    edit_yaml(config_dir / "channels.yaml", sms_to_gateway)
+    edit_yaml(config_dir / "rules.yaml", fast_rules)
+    edit_yaml(config_dir / "warnd.yaml", lambda d: d.setdefault("feedback", {}).update(sweep_every="1s"))
+    daemon = Daemon(config_dir, free_port())
+    await daemon.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{daemon.url}/api/v1/alerts", data=current_alert("ladder-1")) as resp:
+                assert resp.status == 201
+                alert_id = (await resp.json())["id"]
+            # 王大山 (龙溪村) answers at once; the other duty persons do not
+            async with http.post(
+                f"{daemon.url}/api/v1/alerts/{alert_id}/acks",
+                json={"recipient": "13800230021", "note": "电话"},
+            ) as resp:
+                assert resp.status == 201, await resp.text()
+
+            def notices() -> list[str]:
+                return [s.content or "" for s in gateway.sent if ":notice:" in s.key]
+
+            await wait_for(lambda: len(notices()) >= 4, timeout=60)
+            async with http.get(f"{daemon.url}/api/v1/alerts/{alert_id}/escalations") as resp:
+                ladders = (await resp.json())["escalations"]
+        told = " ".join(notices())
+        for name in ("李秀英", "张永福", "赵春梅", "孙长林"):
+            assert name in told
+        assert "王大山" not in told
+        assert {e["recipient"]["name"] for e in ladders} == {"李秀英", "张永福", "赵春梅", "孙长林"}
+        assert all(e["reason"] == "unacknowledged" for e in ladders)
+        assert all([ev["step"] for ev in e["events"]][:2] == ["opened", "superior"] for e in ladders)
+    finally:
+        daemon.terminate()
+        daemon.stop_quietly()
