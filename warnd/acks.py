@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from warnd.clock import Clock
-from warnd.config import Config, normalise_phone, parse_duration
+from warnd.config import Config, normalise_phone, parse_when
 from warnd.links import ACK, BadLink, LinkSigner
 from warnd.logs import mask_phone
 from warnd.store import Store
@@ -116,6 +116,10 @@ def _phone(value: str) -> str:
         return re.sub(r"[\s\-()]", "", value)
 
 
+def _local(value: datetime, tz: ZoneInfo) -> str:
+    return value.astimezone(tz).isoformat(timespec="seconds")
+
+
 # --- the service ----------------------------------------------------------------------------------------------
 
 
@@ -148,8 +152,9 @@ class Acknowledgements:
         remote: str | None = None,
     ) -> ReplyResult:
         """An inbound SMS. A keyword acknowledges every open obligation of that person (a reply cannot say which
-        warning it answers). Anything else acknowledges nothing but is kept in the audit log
-        (``reply.unmatched``): the text, the masked phone number and why."""
+        warning it answers) of the same kind — drill (Exercise/Test) or real — as the newest message that asked
+        them: a reply never answers a drill and a real warning together. Anything else acknowledges nothing but
+        is kept in the audit log (``reply.unmatched``): the text, the masked phone number and why."""
         now = self.clock.now()
         at = (
             min(at, now) if at else now
@@ -166,9 +171,13 @@ class Acknowledgements:
         people = await self.acks.people_by_phone(number)
         if not people:
             return await self._unmatched("unknown_phone", actor, record, remote, now)
-        obligations = await self.acks.open_obligations([p["id"] for p in people], at)
+        ids = [p["id"] for p in people]
+        drill = await self.acks.newest_asking_is_drill(ids)
+        if drill is not None:
+            record["drill"] = drill  # what the reply answers: drills or real warnings, never both
+        obligations = await self.acks.open_obligations(ids, at, drill=drill)
         if not obligations:
-            record["recipients"] = [p["id"] for p in people]
+            record["recipients"] = ids
             return await self._unmatched("no_obligation", actor, record, remote, now)
         acks = [
             await self.acks.record(
@@ -262,7 +271,8 @@ class Acknowledgements:
     ) -> Ack:
         """An operator reached the person by phone (or in person) and records it: channel ``call``,
         recorded_by the operator. The person (phone number or recipient id) must be a recipient of the alert's
-        chain; the acknowledgement is of the newest revision they were sent. Audited as ``ack.record``."""
+        chain; the acknowledgement is of the newest revision they had been sent by ``at`` (those that asked for
+        叫应 first). An ``at`` before the warning was sent to them is refused. Audited as ``ack.record``."""
         now = self.clock.now()
         if at is None:
             at = now
@@ -281,7 +291,15 @@ class Acknowledgements:
             raise NotARecipient(
                 f"{mask_phone(who) if len(who) > 10 else who} is not a recipient of alert {alert_id}"
             )
-        person, revision, delivery_id = found
+        person = found.recipient
+        sent = next((d for d in found.sent if d.created_at <= at), None)
+        if sent is None:
+            first = min(d.created_at for d in found.sent)
+            raise AckError(
+                f"at {_local(at, self.tz)} is before the warning of alert {alert_id} was sent to "
+                f"{person['name']} (first at {_local(first, self.tz)}): check the time of the call"
+            )
+        revision, delivery_id = sent.alert_id, sent.delivery_id
         detail: dict[str, Any] = {}
         if note:
             detail["note"] = note[:MAX_TEXT]
@@ -383,17 +401,6 @@ def add_cli(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
     return {"ack": cmd_ack}
 
 
-def _at(value: str | None, now: datetime, tz: ZoneInfo) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return now - timedelta(seconds=parse_duration(value))
-    except ValueError:
-        pass
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
-
-
 def _cell(value: Any, tz: ZoneInfo) -> str:
     if value is None:
         return ""
@@ -442,7 +449,7 @@ async def cmd_ack(config: Config, args: argparse.Namespace) -> int:
             )
             return 0
         try:
-            at = _at(args.at, app.clock.now(), tz)
+            at = parse_when(args.at, app.clock.now(), tz)
         except ValueError as exc:
             print(f"warnd ack: --at: {exc}", file=sys.stderr)
             return 2

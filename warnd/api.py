@@ -25,6 +25,7 @@ from warnd.api_common import (
     Handler,
     error_response,
     int_param,
+    json_list,
     json_response,
     path_id,
 )
@@ -298,15 +299,7 @@ async def post_feedback(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     if kind not in KINDS:
         return error_response(404, f"unknown feedback kind {kind!r} (one of {', '.join(KINDS)})")
-    try:
-        body = json.loads(await request.read())
-    except (ValueError, RecursionError):
-        return error_response(400, "body must be JSON: a list of receipts")
-    items = body.get("receipts") if isinstance(body, dict) else body
-    if not isinstance(items, list):
-        return error_response(400, 'body must be a list of receipts (or {"receipts": [...]})')
-    if len(items) > MAX_RECEIPTS:
-        return error_response(400, f"at most {MAX_RECEIPTS} receipts per request")
+    items = await json_list(request, "receipts", MAX_RECEIPTS)
     own = [name for name, c in app.config.channels.items() if ADAPTER_KINDS.get(c["adapter"]) == kind]
     counts = {"matched": 0, "duplicate": 0, "recorded": 0, "unknown": 0, "ambiguous": 0, "invalid": 0}
     now = app.clock.now()

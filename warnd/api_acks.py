@@ -13,14 +13,22 @@
 from __future__ import annotations
 
 import html
-import json
 from datetime import datetime, tzinfo
 from typing import Any
 
 from aiohttp import web
 
 from warnd.acks import MAX_TEXT, AckError, LinkView
-from warnd.api_common import APP_KEY, PRINCIPAL, error_response, json_response, path_id
+from warnd.api_common import (
+    APP_KEY,
+    PAGE_HEADERS,
+    PRINCIPAL,
+    error_response,
+    html_page,
+    json_list,
+    json_response,
+    path_id,
+)
 from warnd.hazards import COLOUR_LABELS
 from warnd.links import BadLink
 from warnd.logs import mask_phone
@@ -28,12 +36,6 @@ from warnd.store.acks import Ack
 
 MAX_REPLIES = 1000  # per request
 REPLY_COUNTS = ("acknowledged", "no_obligation", "not_a_keyword", "unknown_phone", "invalid")
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex, nofollow",
-    "X-Content-Type-Options": "nosniff",
-}
 CSS_COLOURS = {"red": "#d9001b", "orange": "#f08300", "yellow": "#e6b800", "blue": "#0067c5"}
 
 
@@ -159,13 +161,7 @@ border:0;border-radius:8px;margin-top:20px}}
 
 
 def _page(status: int, title: str, body: str) -> web.Response:
-    return web.Response(
-        status=status,
-        text=PAGE.format(title=html.escape(title), body=body),
-        content_type="text/html",
-        charset="utf-8",
-        headers=PAGE_HEADERS,
-    )
+    return html_page(status, PAGE.format(title=html.escape(title), body=body))
 
 
 # --- reply SMS webhook -----------------------------------------------------------------------------------------
@@ -176,15 +172,7 @@ async def post_replies(request: web.Request) -> web.Response:
     ``{phone, text, time?, id?}``. Every reply is kept: acknowledgements, or ``reply.unmatched`` audit entries.
     ``acknowledged`` counts obligations acknowledged (one reply may answer several warnings)."""
     app = request.app[APP_KEY]
-    try:
-        body = json.loads(await request.read())
-    except (ValueError, RecursionError):
-        return error_response(400, "body must be JSON: a list of replies")
-    items = body.get("replies") if isinstance(body, dict) else body
-    if not isinstance(items, list):
-        return error_response(400, 'body must be a list of replies (or {"replies": [...]})')
-    if len(items) > MAX_REPLIES:
-        return error_response(400, f"at most {MAX_REPLIES} replies per request")
+    items = await json_list(request, "replies", MAX_REPLIES)
     counts = dict.fromkeys(REPLY_COUNTS, 0)
     actor = request[PRINCIPAL]
     for item in items:

@@ -12,6 +12,12 @@ Door-knockers, on their phones (no bearer; the signed link is the credential):
 
 * ``GET /k/{token}`` — their village's list with a 已通知到 / 已转移 / 不在家 form per household;
 * ``POST /k/{token}`` — form fields ``household``, ``result``, ``note``; 303 back to the page.
+
+``village`` (query or body) must be a 12-digit admin code (400 otherwise). Every value put into HTML is
+escaped. The pages send the headers of the 叫应 pages (``warnd.api_common.html_page``: no-store, noindex,
+nosniff, no referrer) and a Content-Security-Policy that allows nothing but their inline CSS and posting back to
+themselves. A /k/ link stops working (404 「链接已失效」) once its door-knocker is deactivated or may no longer
+knock in the village (``Escalator.may_knock``).
 """
 
 from __future__ import annotations
@@ -23,13 +29,22 @@ from typing import Any
 
 from aiohttp import web
 
-from warnd.api_common import APP_KEY, PRINCIPAL, error_response, json_response, path_id
-from warnd.escalation import RESULT_LABELS, VULNERABLE_LABELS, alert_title, doorknock_csv
+from warnd.api_common import (
+    APP_KEY,
+    PAGE_HEADERS,
+    PRINCIPAL,
+    error_response,
+    html_page,
+    json_response,
+    path_id,
+)
+from warnd.escalation import RESULT_LABELS, VULNERABLE_LABELS, alert_title, doorknock_csv, valid_village
 from warnd.links import DOORKNOCK, BadLink
 from warnd.logs import mask_phone
 from warnd.store.escalation import RESULTS
 
 MAX_NOTE = 500
+BAD_VILLAGE = "village must be a 12-digit admin code"
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -51,7 +66,7 @@ async def escalations(request: web.Request) -> web.Response:
         return error_response(404, "no such alert")
     root_id = alert["root_id"] or alert["id"]
     ladders = []
-    for row in await app.escalator.db.ladders(root_id):
+    for row in await app.escalator.ladders(root_id):
         ladders.append(
             {
                 "id": row["id"],
@@ -81,6 +96,8 @@ async def doorknock(request: web.Request) -> web.StreamResponse:
     alert_id = path_id(request)
     full = request.query.get("phones") == "full"
     village = request.query.get("village") or None
+    if village is not None and not valid_village(village):
+        return error_response(400, BAD_VILLAGE)
     data = await app.escalator.doorknock_list(alert_id, village=village, full_phones=full)
     if data is None:
         return error_response(404, "no such alert")
@@ -110,9 +127,10 @@ async def doorknock(request: web.Request) -> web.StreamResponse:
 async def doorknock_print(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     alert_id = path_id(request)
-    data = await app.escalator.doorknock_list(
-        alert_id, village=request.query.get("village") or None, full_phones=True
-    )
+    village = request.query.get("village") or None
+    if village is not None and not valid_village(village):
+        return _page(400, "参数错误", "<p>village 必须是12位行政区划代码。</p>")
+    data = await app.escalator.doorknock_list(alert_id, village=village, full_phones=True)
     if data is None:
         return _page(404, "未找到", "<p>没有这条预警。</p>")
     await app.store.audit(
@@ -124,15 +142,16 @@ async def doorknock_print(request: web.Request) -> web.Response:
     )
     parts = [
         f"<h1>敲门名单：{_e(data['headline'])}</h1>",
-        f"<p class='meta'>预警 #{data['root_id']} · 打印于 {_time(app.clock.now(), app.tz)} · "
-        f"共 {data['total']['households']} 户 {data['total']['people']} 人，待敲门 {data['total']['open']} 户</p>",
+        f"<p class='meta'>预警 #{_e(data['root_id'])} · 打印于 {_e(_time(app.clock.now(), app.tz))} · "
+        f"共 {_e(data['total']['households'])} 户 {_e(data['total']['people'])} 人，"
+        f"待敲门 {_e(data['total']['open'])} 户</p>",
     ]
     for village in data["villages"]:
         knockers = "、".join(f"{k['name']} {k['phone'] or ''}".strip() for k in village["door_knockers"])
         parts.append(
-            f"<section><h2>{_e(village['name'])} <small>{village['area_code']}</small></h2>"
-            f"<p class='meta'>敲门人：{_e(knockers or '（无）')} · 待敲门 {village['open']} 户 · "
-            f"已完成 {village['done']} 户</p>"
+            f"<section><h2>{_e(village['name'])} <small>{_e(village['area_code'])}</small></h2>"
+            f"<p class='meta'>敲门人：{_e(knockers or '（无）')} · 待敲门 {_e(village['open'])} 户 · "
+            f"已完成 {_e(village['done'])} 户</p>"
             "<table><thead><tr><th>户</th><th>地址</th><th>姓名</th><th>电话</th><th>重点人群</th><th>列入原因</th>"
             "<th>结果</th><th>登记</th><th>备注</th></tr></thead><tbody>"
         )
@@ -142,19 +161,20 @@ async def doorknock_print(request: web.Request) -> web.Response:
                 row = "<tr>"
                 if i == 0:
                     row += (
-                        f"<td rowspan='{span}'>{_e(h['household'])}</td>"
-                        f"<td rowspan='{span}'>{_e(h['address'] or '')}</td>"
+                        f"<td rowspan='{_e(span)}'>{_e(h['household'])}</td>"
+                        f"<td rowspan='{_e(span)}'>{_e(h['address'] or '')}</td>"
                     )
                 row += (
                     f"<td>{_e(m['name'])}</td><td>{_e(m['phone'] or '')}</td>"
                     f"<td>{_e(_flags(m['vulnerable']))}</td><td>{_e(m['reason'])}"
-                    f"{'（消息已送达）' if m['reached_by_message'] else ''}</td>"
+                    f"{_e(_informed_note(m))}</td>"
                 )
                 if i == 0:
                     by = f"{h['result_by'] or ''} {_time(h['result_at'], app.tz)}".strip()
                     row += (
-                        f"<td rowspan='{span}' class='box'>{_e(RESULT_LABELS.get(h['result'] or '', '□已通知 □已转移 □不在家'))}</td>"
-                        f"<td rowspan='{span}'>{_e(by)}</td><td rowspan='{span}'>{_e(h['note'] or '')}</td>"
+                        f"<td rowspan='{_e(span)}' class='box'>"
+                        f"{_e(RESULT_LABELS.get(h['result'] or '', '□已通知 □已转移 □不在家'))}</td>"
+                        f"<td rowspan='{_e(span)}'>{_e(by)}</td><td rowspan='{_e(span)}'>{_e(h['note'] or '')}</td>"
                     )
                 parts.append(row + "</tr>")
         if not village["households"]:
@@ -176,7 +196,9 @@ async def doorknock_result(request: web.Request) -> web.Response:
         return error_response(400, "body must be a JSON object")
     result = body.get("result")
     note = body.get("note")
-    village = body.get("village")
+    village = body.get("village") or None
+    if village is not None and (not isinstance(village, str) or not valid_village(village)):
+        return error_response(400, BAD_VILLAGE)
     if result not in RESULTS:
         return error_response(400, f"result must be one of {', '.join(RESULTS)}")
     if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
@@ -184,15 +206,14 @@ async def doorknock_result(request: web.Request) -> web.Response:
     root_id = alert["root_id"] or alert["id"]
     household = request.match_info["household"]
     principal = request[PRINCIPAL]
-    changed = await app.escalator.db.record_result(
+    changed = await app.escalator.record_result(
         root_id,
         household,
         result=result,
         note=note,
         by=principal,
-        now=app.clock.now(),
         actor=principal,
-        village=str(village) if village else None,
+        village=village,
         remote=request.remote,
     )
     if not changed:
@@ -218,6 +239,8 @@ async def _link(request: web.Request) -> dict[str, Any] | web.Response:
     target = await app.escalator.link_target(fields)
     if target["status"] == "missing":
         return _page(404, "链接无效", "<p>找不到这个敲门任务。</p>")
+    if target["status"] == "revoked":
+        return _page(404, "链接已失效", "<p>这个敲门链接已失效：敲门人已变更。如有情况请直接报告镇村。</p>")
     if target["status"] == "gone":
         return _page(410, "任务已结束", "<p>这次预警已结束，敲门登记已关闭。如有情况请直接报告镇村。</p>")
     return target
@@ -236,7 +259,7 @@ async def knock_page(request: web.Request) -> web.Response:
     parts = [
         f"<h1>敲门登记 · {_e(v['name'])}</h1>",
         f"<p class='meta'>{_e(title)} · 敲门人 {_e(knocker['name'])}<br>"
-        f"待敲门 <b>{v['open']}</b> 户，已完成 {v['done']} 户</p>",
+        f"待敲门 <b>{_e(v['open'])}</b> 户，已完成 {_e(v['done'])} 户</p>",
     ]
     if request.query.get("ok"):
         parts.append("<p class='ok'>已登记，谢谢！</p>")
@@ -250,7 +273,7 @@ async def knock_page(request: web.Request) -> web.Response:
         members = "".join(
             f"<li>{_e(m['name'])} "
             + (f"<a href='tel:{_e(m['phone'])}'>{_e(m['phone'])}</a>" if m["phone"] else "")
-            + (" <span class='small'>（消息已送达）</span>" if m["reached_by_message"] else "")
+            + (f" <span class='small'>{_e(_informed_note(m))}</span>" if _informed_note(m) else "")
             + f"<br><span class='small'>{_e(m['reason'])}</span></li>"
             for m in h["members"]
         )
@@ -262,14 +285,14 @@ async def knock_page(request: web.Request) -> web.Response:
                 f"{'（' + _e(by) + '）' if by else ''}{'：' + _e(h['note']) if h['note'] else ''}</p>"
             )
         buttons = "".join(
-            f"<button name='result' value='{value}'>{label}</button>"
+            f"<button name='result' value='{_e(value)}'>{_e(label)}</button>"
             for value, label in (("reached", "已通知到"), ("moved", "已转移"), ("not_home", "不在家"))
         )
         parts.append(
             f"<section class='{'done' if done else 'open'}'>"
             f"<h2>{_e(h['address'] or h['household'])} {flags}</h2><ul>{members}</ul>{status}"
             f"<form method='post'><input type='hidden' name='household' value='{_e(h['household'])}'>"
-            f"<input name='note' maxlength='{MAX_NOTE}' placeholder='备注（可选）'>"
+            f"<input name='note' maxlength='{_e(MAX_NOTE)}' placeholder='备注（可选）'>"
             f"<div class='buttons'>{buttons}</div></form></section>"
         )
     return _page(200, f"敲门登记 · {v['name']}", "".join(parts))
@@ -287,20 +310,19 @@ async def knock_post(request: web.Request) -> web.Response:
     if result not in RESULTS or not household:
         return _page(400, "登记失败", "<p>请选择 已通知到 / 已转移 / 不在家。</p>")
     knocker = target["knocker"]
-    changed = await app.escalator.db.record_result(
+    changed = await app.escalator.record_result(
         target["root_id"],
         household,
         result=result,
         note=note,
         by=knocker["name"],
-        now=app.clock.now(),
         actor=f"link:doorknock:{knocker['id']}",
         village=target["village"],
         remote=request.remote,
     )
     if not changed:
         return _page(404, "登记失败", "<p>本村名单上没有这一户。</p>")
-    raise web.HTTPSeeOther(location=f"{request.path}?ok=1")
+    raise web.HTTPSeeOther(location=f"{request.path}?ok=1", headers=PAGE_HEADERS)
 
 
 # --- HTML ----------------------------------------------------------------------------------------------------------------
@@ -329,6 +351,7 @@ vertical-align:top}th{background:#eee}tr{page-break-inside:avoid}.box{white-spac
 
 
 def _page(status: int, title: str, body: str, *, printable: bool = False) -> web.Response:
+    """An HTML page; ``body`` must already be escaped HTML."""
     css = _CSS + (_PRINT_CSS if printable else "")
     text = (
         "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
@@ -336,13 +359,14 @@ def _page(status: int, title: str, body: str, *, printable: bool = False) -> web
         f"<meta name='robots' content='noindex'><title>{_e(title)}</title><style>{css}</style></head>"
         f"<body>{body}</body></html>"
     )
-    return web.Response(
-        status=status,
-        text=text,
-        content_type="text/html",
-        charset="utf-8",
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-    )
+    return html_page(status, text)
+
+
+def _informed_note(member: dict[str, Any]) -> str:
+    """What the list says of a listed person informed after all."""
+    if member.get("acknowledged"):
+        return "（已确认收到）"
+    return "（消息已送达）" if member["reached_by_message"] else ""
 
 
 def _e(value: Any) -> str:

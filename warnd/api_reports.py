@@ -12,7 +12,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from warnd.api_common import APP_KEY, error_response, int_param, json_response, path_id
-from warnd.report import parse_since, report_csv
+from warnd.config import parse_when
+from warnd.report import report_csv
 
 
 async def alert_report(request: web.Request) -> web.StreamResponse:
@@ -62,7 +63,7 @@ async def recommendations(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     alert_id = int_param(request, "alert", None, maximum=2**31)
     try:
-        since = parse_since(request.query.get("since"), app.clock.now())
+        since = parse_when(request.query.get("since"), app.clock.now(), app.tz)
     except ValueError:
         return error_response(400, "since must be a duration (30d, 12h) or an ISO time")
     if since is None and alert_id is None:

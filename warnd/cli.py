@@ -10,13 +10,13 @@ import json
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from warnd import __version__, acks, escalation, report
-from warnd.config import Config, ConfigInvalid, load_config, parse_duration
+from warnd.config import Config, ConfigInvalid, load_config, parse_duration, parse_when
 from warnd.logs import configure_logging, mask_phone
 
 LOG_COLUMNS = (
@@ -236,17 +236,6 @@ async def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _when(value: str | None, now: datetime) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return now - timedelta(seconds=parse_duration(value))
-    except ValueError:
-        pass
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 async def cmd_logs(config: Config, args: argparse.Namespace) -> int:
     from warnd.store import Store
 
@@ -257,8 +246,8 @@ async def cmd_logs(config: Config, args: argparse.Namespace) -> int:
         "channel": args.channel,
         "status": args.status,
         "area": args.area,
-        "since": _when(args.since, now),
-        "until": _when(args.until, now),
+        "since": parse_when(args.since, now, tz),
+        "until": parse_when(args.until, now, tz),
         "phone_suffix": args.phone_suffix,
     }
     store = Store.open(args.database or config.database_url)

@@ -25,6 +25,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -103,6 +104,19 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"not a duration: {value!r} (e.g. 30s, 5m, 1h)")
     factor = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600, "d": 86400}[match.group(2)]
     return float(match.group(1)) * factor
+
+
+def parse_when(value: str | None, now: datetime, tz: tzinfo) -> datetime | None:
+    """A time as the CLI and the API take it: ``30d`` / ``1h`` (that long ago) or ISO 8601, read in ``tz`` (the
+    district's time zone, ``timezone``) when it has no offset. None or empty stays None."""
+    if not value:
+        return None
+    try:
+        return now - timedelta(seconds=parse_duration(value))
+    except ValueError:
+        pass
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
 def normalise_phone(value: object) -> str:

@@ -8,6 +8,9 @@ claims the ladders that are due (a lease, like the outbox) and, for each, first 
 (acknowledged, reached after all, the alert cancelled / expired / updated), else climbs the next rung of the
 rule's ``escalation.steps``. A rung that can do nothing is recorded as skipped with its reason and the next one
 runs at once. Every step is an ``escalation_events`` row: 有叫有应有记录.
+
+A drill (status Exercise / Test) only ever involves members of the drill groups (``groups.<g>.drill``): the
+terminals of the resend rung, the superiors told and the door-knockers tasked are all taken from them.
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ import argparse
 import csv
 import io
 import logging
+import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from channels import adapter_class
 from channels.base import Address
+from warnd.cap.model import DRILL_STATUSES
 from warnd.clock import Clock
 from warnd.config import Config, county_code, is_village, township_code
 from warnd.hazards import COLOUR_LABELS
@@ -33,7 +38,7 @@ from warnd.logs import mask_phone
 from warnd.receipts import sent_is_enough
 from warnd.render import RenderError
 from warnd.store import Store
-from warnd.store.escalation import EscalationStore, Facts
+from warnd.store.escalation import DrillGroups, EscalationStore, Facts
 
 if TYPE_CHECKING:
     from warnd.pipeline import Pipeline
@@ -60,7 +65,14 @@ RESULT_LABELS = {
 REASON_WORDS = {"undelivered": "未收到", "unacknowledged": "未确认收到"}
 DUTY_ROLES = ("duty_person", "village_cadre")  # a village without door-knockers: its duty persons knock
 CLAIM_BATCH = 200
+MAX_FAILURES = 3  # a rung that fails (an exception) this often ends its ladder exhausted
 NOTICE_TEMPLATE = "notice"
+VILLAGE_CODE = re.compile(r"[0-9]{12}")
+
+
+def valid_village(code: str) -> bool:
+    """A 12-digit admin code (what ``village`` parameters of the door-knock list accept)."""
+    return VILLAGE_CODE.fullmatch(code) is not None
 
 
 def address_kind(config: Config, channel: str) -> str:
@@ -102,6 +114,39 @@ def vulnerable_counts(households: Sequence[Mapping[str, Any]]) -> dict[str, int]
     return {f: counts[f] for f in VULNERABLE_ORDER if counts[f]}
 
 
+def listed_for(row: Mapping[str, Any]) -> str:
+    """Why a person is on the door-knock list: their ladder's reason (undelivered | unacknowledged)."""
+    reason = row.get("ladder_reason")
+    if reason in REASON_WORDS:
+        return str(reason)
+    return "unacknowledged" if "叫应" in str(row.get("reason") or "") else "undelivered"
+
+
+def member_informed(row: Mapping[str, Any]) -> bool:
+    """A listed person counts as informed after all: for ``unacknowledged`` only an acknowledgement (the
+    message had reached them before — that is why they are listed), for ``undelivered`` a reached message or an
+    acknowledgement."""
+    if row["acknowledged"]:
+        return True
+    return bool(row["reached"]) and listed_for(row) != "unacknowledged"
+
+
+def household_informed(members: Sequence[Mapping[str, Any]]) -> bool:
+    """A listed household counts as informed: one of its listed members acknowledged, or — when none of them
+    is listed for ``unacknowledged`` — a message reached one of them."""
+    if any(m["acknowledged"] for m in members):
+        return True
+    if any(listed_for(m) == "unacknowledged" for m in members):
+        return False
+    return any(m["reached"] for m in members)
+
+
+def waiting(households: Sequence[Mapping[str, Any]]) -> set[int]:
+    """The people of the households still to be knocked on (not checked off, not informed): they are not
+    door-knockers for that list."""
+    return {m["recipient_id"] for h in households if not h["result"] for m in h["members"]}
+
+
 @dataclass
 class Rung:
     done: bool = False  # the rung did something: the next one waits step_after
@@ -121,35 +166,92 @@ class Escalator:
         self.links = links
         self.db = EscalationStore(store)
         self.sent_is_enough = sent_is_enough(config.channels)
+        self.claim_batch = CLAIM_BATCH
+        drilling = [g for g in config.groups.values() if g.drill]
+        self.drill_groups = DrillGroups(
+            roles=tuple(sorted({r for g in drilling for r in g.roles})),
+            groups=tuple(sorted(name for name, g in config.groups.items() if g.drill)),
+        )
+
+    def drill(self, alert: Mapping[str, Any]) -> DrillGroups | None:
+        """For a drill (Exercise / Test) the drill groups everyone it involves must belong to; else None."""
+        return self.drill_groups if alert.get("status") in DRILL_STATUSES else None
 
     # --- the sweep ----------------------------------------------------------------------------------------------
 
     async def sweep(self) -> dict[str, int]:
         """One pass: open ladders whose deadline passed, climb the rungs that are due. Safe on every node."""
-        now = self.clock.now()
         stats: Counter[str] = Counter()
         plans = [p["id"] for p in await self.db.active_plans() if (p["rules"] or {}).get("escalation")]
         if plans:
-            stats["opened"] = len(await self.db.open_due(plans, now, self.sent_is_enough))
+            stats["opened"] = len(await self.db.open_due(plans, self.clock.now(), self.sent_is_enough))
         for _ in range(50):
-            token, claimed = await self.db.claim(now, self.config.dispatch.lease, CLAIM_BATCH)
+            # read per batch: a lease is never born expired, however long the last batch took
+            now = self.clock.now()
+            token, claimed = await self.db.claim(now, self.config.dispatch.lease, self.claim_batch)
             if not claimed:
                 break
             for ladder in claimed:
                 try:
                     outcome, created = await self._climb(ladder, token, now)
-                except Exception:
-                    log.exception("escalation #%s: climb failed; retried at the next sweep", ladder["id"])
-                    await self.db.release(ladder["id"], token, now)
+                except Exception as exc:
                     stats["errors"] += 1
+                    failed = await self._failed(ladder, token, now, exc)
+                    if failed:
+                        stats[failed] += 1
                     continue
                 stats[outcome] += 1
                 stats["outbox"] += created
-            if len(claimed) < CLAIM_BATCH:
+            if len(claimed) < self.claim_batch:
                 break
         if stats["outbox"]:
             self.pipeline.wake()
         return {k: v for k, v in stats.items() if v}
+
+    async def _failed(self, ladder: Mapping[str, Any], token: str, now: datetime, exc: Exception) -> str:
+        """A rung raised: record it (an ``error`` event with the exception's text), retry ``step_after`` later,
+        and after MAX_FAILURES failures end the ladder ``exhausted``. Returns "exhausted", "lost" or ""."""
+        error = f"{type(exc).__name__}: {exc}"
+        step_after = 300.0
+        try:
+            alert = await self.store.get_alert(ladder["alert_id"])
+            plan = ((alert or {}).get("rules") or {}).get("escalation") or {}
+            step_after = float(plan.get("step_after") or step_after)
+        except Exception:  # the plan may be what is broken: the default wait
+            pass
+        reason = (
+            f"升级步骤连续出错{MAX_FAILURES}次，停止升级：{error} "
+            f"(the rung failed {MAX_FAILURES} times; giving up)"
+        )
+        try:
+            result = await self.db.fail(
+                ladder["id"],
+                token,
+                now,
+                error=error,
+                retry_at=now + timedelta(seconds=step_after),
+                max_failures=MAX_FAILURES,
+                exhausted_reason=reason,
+            )
+        except Exception:
+            log.exception("escalation #%s: climb failed and could not be recorded", ladder["id"])
+            return ""
+        if result is None:
+            log.warning(
+                "escalation #%s: climb failed (%s); the lease was lost meanwhile", ladder["id"], error
+            )
+            return "lost"
+        failures, exhausted = result
+        log.warning(
+            "escalation #%s: climb failed (%d of %d): %s; %s",
+            ladder["id"],
+            failures,
+            MAX_FAILURES,
+            error,
+            "the ladder is exhausted" if exhausted else f"retried in {step_after:.0f}s",
+            exc_info=exc,
+        )
+        return "exhausted" if exhausted else ""
 
     async def _climb(self, ladder: Mapping[str, Any], token: str, now: datetime) -> tuple[str, int]:
         """Check whether the ladder is over, else climb its next rung. Returns (what happened, rows created)."""
@@ -183,6 +285,8 @@ class Escalator:
                 "updated": "预警已更新，由新版本接续 (alert updated; the new revision has its own ladders)",
             }.get(alert["state"], f"预警已不再生效 (alert {alert['state']})")
             return await end("closed", "closed", why, why.split(" (")[0]), 0
+        if not person["active"]:
+            return await end("closed", "closed", "接收人已停用 (recipient deactivated)", "接收人已停用"), 0
         if not plan:
             return await end(
                 "closed", "closed", "预警没有升级方案 (no escalation in the plan)", "无升级方案"
@@ -277,6 +381,7 @@ class Escalator:
 
     async def _resend(self, ladder: Mapping[str, Any], facts: Facts) -> Rung:
         person, alert = facts.recipient, facts.alert
+        drill = self.drill(alert)
         plan = alert["rules"]["escalation"]
         allowed = [c for c in plan.get("resend") or () if c in self.config.channels]
         learned = (
@@ -287,9 +392,9 @@ class Escalator:
         for channel in order_channels(allowed, learned):
             kind = address_kind(self.config, channel)
             if kind == "terminal":
-                targets = await self.db.terminals(person["area_code"])
+                targets = await self.db.terminals(person["area_code"], drill=drill)
                 if not targets:
-                    notes.append(f"{channel}：本村没有终端")
+                    notes.append(f"{channel}：本村没有{'参加演练的' if drill else ''}终端")
                     continue
             elif can_address(kind, person):
                 targets = [person]
@@ -330,15 +435,18 @@ class Escalator:
 
     # --- rung 2: tell the superior --------------------------------------------------------------------------------
 
-    async def superiors(self, person: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
-        """Whom to tell that this person did not answer, and how they were found."""
+    async def superiors(
+        self, person: Mapping[str, Any], *, drill: DrillGroups | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Whom to tell that this person did not answer, and how they were found (for a drill: only members of
+        the drill groups)."""
         if person.get("superior"):
-            found = await self.db.person_by_phone(person["superior"])
+            found = await self.db.person_by_phone(person["superior"], drill=drill)
             if found and found["id"] != person["id"]:
                 return [found], "登记的上级"
         roles = self.config.feedback.superiors.get(person["role"], [])
         for code in (township_code(person["area_code"]), county_code(person["area_code"])):
-            people = [p for p in await self.db.people([code], roles) if p["id"] != person["id"]]
+            people = [p for p in await self.db.people([code], roles, drill=drill) if p["id"] != person["id"]]
             if people:
                 labels = dict.fromkeys(self.config.roles.get(p["role"], p["role"]) for p in people)
                 return people, "、".join(labels)
@@ -352,10 +460,13 @@ class Escalator:
 
     async def _superior(self, ladder: Mapping[str, Any], facts: Facts, now: datetime) -> Rung:
         person, alert = facts.recipient, facts.alert
-        found, how = await self.superiors(person)
+        drill = self.drill(alert)
+        found, how = await self.superiors(person, drill=drill)
         if not found:
+            among = "参加演练的" if drill else ""
             return Rung(
-                reason=f"跳过告知上级：未找到{person['name']}的上级 (no superior found for role {person['role']})"
+                reason=f"跳过告知上级：未找到{person['name']}{among}上级 (no superior found for role "
+                f"{person['role']}{' among the drill groups' if drill else ''})"
             )
         what = REASON_WORDS.get(ladder["reason"], ladder["reason"])
         notice = {
@@ -400,18 +511,39 @@ class Escalator:
 
     # --- rung 3: the door-knock list ------------------------------------------------------------------------------
 
-    async def door_knockers(self, village: str) -> list[dict[str, Any]]:
-        """Who knocks on doors in a village: its grid workers (``feedback.doorknock_roles``), else its duty
-        persons, else the township's leaders."""
-        for codes, roles in (
+    def _knocker_levels(self, village: str) -> tuple[tuple[list[str], Sequence[str]], ...]:
+        return (
             ([village], self.config.feedback.doorknock_roles),
             ([village], DUTY_ROLES),
             ([township_code(village)], ("township_leader",)),
-        ):
-            people = await self.db.people(codes, roles)
+        )
+
+    async def door_knockers(
+        self, village: str, *, exclude: Collection[int] = (), drill: DrillGroups | None = None
+    ) -> list[dict[str, Any]]:
+        """Who knocks on doors in a village: its grid workers (``feedback.doorknock_roles``), else its duty
+        persons, else the township's leaders — the first level with anyone once ``exclude`` is left out (the
+        person who was not reached and everyone still waiting on the village's list: nobody knocks on their own
+        door), so a village whose only grid worker was not reached falls to its duty persons; for a drill,
+        drill-group members only."""
+        for codes, roles in self._knocker_levels(village):
+            people = [p for p in await self.db.people(codes, roles, drill=drill) if p["id"] not in exclude]
             if people:
                 return people
         return []
+
+    async def may_knock(
+        self, village: str, person: Mapping[str, Any], *, drill: DrillGroups | None = None
+    ) -> bool:
+        """Whether ``person`` is (still) someone who may knock in ``village``: active, with a door-knock or duty
+        role in the village or a township leader of its township (any level ``door_knockers`` picks from), and
+        a drill-group member for a drill."""
+        if not person.get("active") or person.get("kind", "person") != "person":
+            return False
+        for codes, roles in self._knocker_levels(village):
+            if person["area_code"] in codes and person["role"] in roles:
+                return any(p["id"] == person["id"] for p in await self.db.people(codes, roles, drill=drill))
+        return False
 
     def link(self, root_id: int, village: str, knocker_id: int) -> str | None:
         base = self.config.feedback.public_url
@@ -422,6 +554,7 @@ class Escalator:
     async def _doorknock(self, ladder: Mapping[str, Any], facts: Facts, token: str, now: datetime) -> Rung:
         person, alert = facts.recipient, facts.alert
         root_id, village = alert["root_id"], person["area_code"]
+        drill = self.drill(alert)
         if not is_village(village):  # a township or county office: somebody calls them, nobody knocks
             return Rung(
                 reason=f"跳过敲门：{person['name']}不在村（社区）一级，无入户对象 "
@@ -429,11 +562,20 @@ class Escalator:
             )
         household = person["household"] or f"r{person['id']}"
         if person["household"]:
-            other = await self.db.household_informed(root_id, household, person["id"], self.sent_is_enough)
+            # someone who did not acknowledge had the message already: only another member's acknowledgement
+            # stands for them; someone the message did not reach: another member reached (or acknowledging)
+            ack_only = ladder["reason"] == "unacknowledged"
+            other = await self.db.household_informed(
+                root_id, household, person["id"], self.sent_is_enough, ack_only=ack_only
+            )
             if other is not None:
                 return Rung(
-                    resolve=f"同户已送达：{other['name']}已收到或已确认 (another member of the household was "
-                    f"reached)",
+                    resolve=(
+                        f"同户已确认：{other['name']}已确认收到 (another member of the household acknowledged)"
+                        if ack_only
+                        else f"同户已送达：{other['name']}已收到或已确认 (another member of the household was "
+                        f"reached)"
+                    ),
                     detail={"household": household, "member": other["id"]},
                 )
         what = REASON_WORDS.get(ladder["reason"], ladder["reason"])
@@ -454,9 +596,20 @@ class Escalator:
             return Rung(lost=True)
         listed = await self.db.doorknock_rows(root_id, self.sent_is_enough, village)
         households = _households(listed)
-        count = len(households)
-        knockers = [k for k in await self.door_knockers(village) if k["id"] != person["id"]]
+        # the task says how many households are still to knock on; its purpose is keyed on how many were ever
+        # listed, so a grown list sends one new task and concurrent sweeps write the same one once
+        total = len(households)
+        still = [h for h in households if not h["result"]]
+        count = len(still)
         place = self.config.area_name(village) or village
+        if not count:  # their household was checked off already: no household waits, nobody to task
+            return Rung(
+                done=True,
+                reason=f"已列入{place}敲门名单；名单上已无待敲门的户（本户已登记敲门结果），不再通知 "
+                f"(listed; no household left to knock on)",
+                detail={"village": village, "household": household, "households": 0, "listed": total},
+            )
+        knockers = await self.door_knockers(village, exclude={person["id"], *waiting(still)}, drill=drill)
         rows, told = [], []
         for knocker in knockers:
             channel = self._notice_channel(knocker)
@@ -467,7 +620,7 @@ class Escalator:
                 "reason": ladder["reason"],
                 "village": {"code": village, "name": place},
                 "households": count,
-                "vulnerable": vulnerable_counts(households),
+                "vulnerable": vulnerable_counts(still),
                 "url": self.link(root_id, village, knocker["id"]),
             }
             reason = (
@@ -476,18 +629,20 @@ class Escalator:
             )
             rows.append(
                 await self._notice_row(
-                    alert, knocker, channel, f"doorknock:{village}:{count}", notice, reason, now
+                    alert, knocker, channel, f"doorknock:{village}:{total}", notice, reason, now
                 )
             )
             told.append(knocker["name"])
-        who = f"，通知{'、'.join(told)}" if told else "，本村没有可通知的网格员或责任人"
+        nobody = "参加演练的网格员或责任人" if drill else "网格员或责任人"
+        who = f"，通知{'、'.join(told)}" if told else f"，本村没有可通知的{nobody}"
         return Rung(
             done=True,
-            reason=f"已列入{place}敲门名单（共{count}户）{who} (put on the door-knock list)",
+            reason=f"已列入{place}敲门名单（待敲门{count}户）{who} (put on the door-knock list)",
             detail={
                 "village": village,
                 "household": household,
                 "households": count,
+                "listed": total,
                 "knockers": told,
                 "added": added,
             },
@@ -613,11 +768,16 @@ class Escalator:
     async def doorknock_list(
         self, alert_id: int, *, village: str | None = None, full_phones: bool = False
     ) -> dict[str, Any] | None:
-        """The chain's door-knock list by village (``None``: no such alert). Phones masked unless asked."""
+        """The chain's door-knock list by village (``None``: no such alert). Phones masked unless asked.
+        ``village`` must be a 12-digit code (ValueError otherwise)."""
+        if village is not None and not valid_village(village):
+            raise ValueError("village must be a 12-digit admin code")
         alert = await self.store.get_alert(alert_id)
         if alert is None:
             return None
         root_id = alert["root_id"] or alert["id"]
+        root = await self.store.get_alert(root_id) if root_id != alert["id"] else alert
+        drill = self.drill(root or alert)
         rows = await self.db.doorknock_rows(root_id, self.sent_is_enough, village)
         by_village: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
@@ -629,7 +789,7 @@ class Escalator:
         total: Counter[str] = Counter()
         for code in sorted(by_village):
             households = _households(by_village[code], phone)
-            knockers = await self.door_knockers(code)
+            knockers = await self.door_knockers(code, exclude=waiting(households), drill=drill)
             done = sum(1 for h in households if h["result"])
             villages.append(
                 {
@@ -676,13 +836,18 @@ class Escalator:
 
     async def link_target(self, token_fields: tuple[int, ...]) -> dict[str, Any]:
         """What a door-knock link points at: ``status`` ok | gone (the chain ended more than the grace ago) |
-        missing (no such chain or door-knocker), the chain's head revision, the village and the door-knocker."""
+        missing (no such chain or door-knocker) | revoked (the door-knocker was deactivated or may no longer
+        knock in the village: ``may_knock``), the chain's head revision, the village and the door-knocker."""
         root_id, village_int, knocker_id = token_fields
         village = f"{village_int:012d}"
+        if not valid_village(village):
+            return {"status": "missing"}
         chain = await self.store.chain(root_id)
         knocker = await self.db.recipient(knocker_id)
         if not chain or knocker is None or chain[0]["id"] != root_id:
             return {"status": "missing"}
+        if not await self.may_knock(village, knocker, drill=self.drill(chain[0])):
+            return {"status": "revoked"}
         head = chain[-1]
         status = "ok"
         if not any(r["state"] == "active" for r in chain):
@@ -690,6 +855,38 @@ class Escalator:
             if self.clock.now() - ended > timedelta(seconds=self.config.feedback.doorknock_grace):
                 status = "gone"
         return {"status": status, "root_id": root_id, "head": head, "village": village, "knocker": knocker}
+
+    # --- what the HTTP routes use -----------------------------------------------------------------------------------
+
+    async def ladders(self, root_id: int) -> list[dict[str, Any]]:
+        """Every ladder of the chain, oldest first, with its person and its events."""
+        return await self.db.ladders(root_id)
+
+    async def record_result(
+        self,
+        root_id: int,
+        household: str,
+        *,
+        result: str,
+        note: str | None,
+        by: str,
+        actor: str,
+        village: str | None = None,
+        remote: str | None = None,
+    ) -> int:
+        """Check a household off the chain's list (of ``village`` when given), now, audited. Returns how many
+        people's rows changed (0: no such household on the list). ValueError for an unknown result."""
+        return await self.db.record_result(
+            root_id,
+            household,
+            result=result,
+            note=note,
+            by=by,
+            now=self.clock.now(),
+            actor=actor,
+            village=village,
+            remote=remote,
+        )
 
 
 def alert_title(alert: Mapping[str, Any]) -> str:
@@ -708,7 +905,7 @@ def _households(
     for key, members in grouped.items():
         flags = {f for m in members for f in (m["vulnerable"] or ())}
         checked = next((m for m in members if m["result"]), None)
-        informed = any(m["reached_by_message"] for m in members)
+        informed = household_informed(members)
         result = checked["result"] if checked else ("reached_by_message" if informed else None)
         households.append(
             {
@@ -724,8 +921,10 @@ def _households(
                         "role": m["role"],
                         "vulnerable": list(m["vulnerable"] or ()),
                         "reason": m["reason"],
+                        "listed_for": listed_for(m),
                         "added_at": m["added_at"],
-                        "reached_by_message": bool(m["reached_by_message"]),
+                        "reached_by_message": member_informed(m),
+                        "acknowledged": bool(m["acknowledged"]),
                     }
                     for m in members
                 ],
@@ -806,6 +1005,9 @@ async def cmd_doorknock(config: Config, args: argparse.Namespace) -> int:
     from warnd.cli import actor, make_app, print_table
 
     tz = ZoneInfo(config.timezone)
+    if args.village is not None and not valid_village(args.village):
+        print("--village must be a 12-digit admin code", file=sys.stderr)
+        return 2
     app = make_app(config, args)
     try:
         await app.start(sync=False)

@@ -203,9 +203,14 @@ def segment_capacity(segments: int) -> int:
 def extra_segments(
     messages: Iterable[Mapping[str, Any]], signatures: Mapping[str, str | None]
 ) -> list[dict[str, Any]]:
-    """Multi-segment SMS that ≤ 10 characters fewer (signature included) would have sent as one segment less."""
-    out = []
-    for m in messages:
+    """Multi-segment SMS that ≤ 10 characters fewer (signature included) would have sent as one segment less.
+
+    One recommendation per (alert chain, channel, language, length): the personal copies of one text (each
+    duty person's 叫应 link makes their own message) and the revisions of a chain are one template to shorten,
+    not N recommendations. Ordered by the group's first message."""
+    groups: dict[tuple[int, str, str, int], list[Mapping[str, Any]]] = defaultdict(list)
+    lengths: dict[tuple[int, str, str, int], tuple[int, int]] = {}
+    for m in sorted(messages, key=lambda m: m["id"]):
         signature = (m.get("data") or {}).get("signature") or signatures.get(m["channel"])
         text = sms.sign(signature, m["body"])
         n, segments = sms.length(text), sms.segments(text)
@@ -214,19 +219,31 @@ def extra_segments(
         cut = n - segment_capacity(segments - 1)
         if not 0 < cut <= SEGMENT_CUT:
             continue
-        sent = int(m["sent"])
+        key = (m["root_id"], m["channel"], m["language"], n)
+        groups[key].append(m)
+        lengths[key] = (segments, cut)
+    out = []
+    for key, items in groups.items():
+        root_id, channel, language, n = key
+        segments, cut = lengths[key]
+        first = items[0]
+        sent = sum(int(m["sent"]) for m in items)
+        ids = [m["id"] for m in items]
+        which = f"#{ids[0]}" if len(ids) == 1 else f"#{ids[0]} 等 {len(ids)} 条"
         out.append(
             _rec(
                 "extra_segment",
-                f"{m['channel']} 消息 #{m['id']}（预警 {m['alert_id']}）",
+                f"{channel} 消息 {which}（预警 {root_id}）",
                 f"该短信连签名共 {n} 字、计 {segments} 条；删去 {cut} 个字即可少计 1 条，"
                 f"按 {sent} 次发送算可少发 {sent} 条短信。请精简模板或预警正文。",
                 {
-                    "message_id": m["id"],
-                    "alert_id": m["alert_id"],
-                    "root_id": m["root_id"],
-                    "channel": m["channel"],
-                    "language": m["language"],
+                    "message_id": first["id"],
+                    "message_ids": ids,
+                    "alert_id": first["alert_id"],
+                    "alert_ids": sorted({m["alert_id"] for m in items}),
+                    "root_id": root_id,
+                    "channel": channel,
+                    "language": language,
                     "length": n,
                     "segments": segments,
                     "cut": cut,
@@ -340,15 +357,25 @@ class Optimiser:
         self.store = store
         self.clock = clock
 
+    async def window(self, since: datetime | None) -> list[dict[str, Any]]:
+        """The warning deliveries created since ``since`` (all when None): what recommendations look at."""
+        return await queries.history(self.store, since, None, sent_is_enough(self.config.channels))
+
     async def recommend(
-        self, *, since: datetime | None, root_id: int | None = None, apply: bool = False
+        self,
+        *,
+        since: datetime | None,
+        root_id: int | None = None,
+        apply: bool = False,
+        rows: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
         """Recommendations from deliveries created since ``since`` (None: all history). With ``root_id`` the
         history also holds that whole chain, and only recommendations about what the chain touched (its
-        recipients, messages, townships, its kept report) are returned. ``apply``: write the learned channel
-        orders, when ``feedback.learn_channel_order`` allows it."""
-        enough = sent_is_enough(self.config.channels)
-        rows = await queries.history(self.store, since, root_id, enough)
+        recipients, messages, townships, its kept report) are returned. ``rows``: that history, already read
+        (:meth:`window` plus the chain's deliveries; the report sweep reads the window once per pass).
+        ``apply``: write the learned channel orders, when ``feedback.learn_channel_order`` allows it."""
+        if rows is None:
+            rows = await queries.history(self.store, since, root_id, sent_is_enough(self.config.channels))
         sms_names = sms_channels(self.config)
         messages = await queries.multipart_messages(self.store, sms_names, since, root_id)
         reports = await queries.kept_reports_since(self.store, since, root_id)
@@ -383,6 +410,17 @@ class Optimiser:
         return recs + order_recs
 
 
+def with_chain(
+    window: Sequence[Mapping[str, Any]], chain: Iterable[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The window's deliveries plus a chain's (those created before the window), by delivery id: what
+    :func:`warnd.store.report.history` returns for ``(since, root_id)``."""
+    by_id = {r["id"]: r for r in window}
+    for r in chain:
+        by_id.setdefault(r["id"], r)
+    return [by_id[i] for i in sorted(by_id)]
+
+
 def _touches(rec: Mapping[str, Any], people: set[int], pairs: set[tuple[str, str]]) -> bool:
     ev = rec["evidence"]
     if rec["kind"] in ("wrong_number", "terminal_maintenance"):
@@ -403,5 +441,6 @@ __all__ = [
     "segment_capacity",
     "slow_providers",
     "terminal_maintenance",
+    "with_chain",
     "wrong_numbers",
 ]

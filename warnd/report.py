@@ -13,24 +13,26 @@ import argparse
 import csv
 import io
 import json
+import logging
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from warnd.cap.model import DRILL_STATUSES
 from warnd.clock import Clock
-from warnd.config import Config, parse_duration, township_code
-from warnd.optimise import DEFAULT_WINDOW, Optimiser, percentile, reach_seconds
+from warnd.config import Config, parse_when, township_code
+from warnd.optimise import DEFAULT_WINDOW, Optimiser, percentile, reach_seconds, with_chain
 from warnd.receipts import sent_is_enough
 from warnd.store import NOT_SENT, Store
 from warnd.store import report as queries
 
 Command = Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]
+log = logging.getLogger("warnd.report")
 
-# deliveries that never carried the warning: no obligation to acknowledge comes from them
+# door-knock results that mean the household was told
 DOORKNOCK_REACHED = ("reached", "moved")
 METRICS = (
     "targeted",
@@ -362,15 +364,19 @@ class Reporter:
 
     async def report(self, alert_id: int) -> dict[str, Any] | None:
         """The live report of the chain ``alert_id`` (any revision) belongs to; None for an unknown alert."""
+        found = await self._report(alert_id)
+        return found[0] if found else None
+
+    async def _report(self, alert_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """The report and the chain's warning deliveries it was counted from."""
         chain = await queries.resolve_chain(self.store, alert_id)
         if not chain:
             return None
         root_id = chain[0]["id"]
-        return build_report(
+        rows = await queries.chain_deliveries(self.store, root_id, sent_is_enough(self.config.channels))
+        report = build_report(
             chain=chain,
-            deliveries=await queries.chain_deliveries(
-                self.store, root_id, sent_is_enough(self.config.channels)
-            ),
+            deliveries=rows,
             acks=await queries.chain_acks(self.store, root_id),
             doorknocks=await queries.chain_doorknocks(self.store, root_id),
             target=self.config.feedback.coverage_target,
@@ -379,6 +385,7 @@ class Reporter:
             tz=self.tz,
             computed_at=self.clock.now(),
         )
+        return report, rows
 
     async def recommendations(
         self, *, since: datetime | None, alert_id: int | None = None, apply: bool = False
@@ -397,40 +404,58 @@ class Reporter:
 
     async def keep_ended(self) -> list[int]:
         """Compute and keep the report (and recommendations) of every alert chain that ended since the last
-        pass; returns their root ids. Safe on several nodes: a report is inserted once (on conflict nothing)."""
+        pass; returns their root ids. Safe on several nodes: a report is inserted once (on conflict nothing).
+        The delivery history the recommendations look at (the last 30 days) is read once per pass. A chain
+        that fails is logged with its root id and left for the next pass; the chains after it are kept."""
         kept: list[int] = []
-        while batch := await queries.ended_without_report(self.store):
-            progressed = False
+        since = self.default_since()
+        window: list[dict[str, Any]] | None = None
+        after: int | None = None
+        while batch := await queries.ended_without_report(self.store, after=after):
+            if window is None:
+                window = await self.optimiser.window(since)
             for latest in batch:
                 root_id = latest["root_id"]
-                report = await self.report(root_id)
-                if report is None:
-                    continue
-                recs = await self.optimiser.recommend(since=self.default_since(), root_id=root_id, apply=True)
-                if await queries.keep_report(
-                    self.store,
-                    root_id,
-                    drill=report["alert"]["drill"],
-                    computed_at=self.clock.now(),
-                    report=report,
-                    recommendations=recs,
-                ):
-                    kept.append(root_id)
-                    progressed = True
-                    await self.store.audit(
-                        self.clock.now(),
-                        "warnd:report",
-                        "report.kept",
-                        target=str(root_id),
-                        detail={
-                            "drill": report["alert"]["drill"],
-                            "coverage": report["total"]["coverage"],
-                            "recommendations": len(recs),
-                        },
+                try:
+                    if await self._keep(root_id, since, window):
+                        kept.append(root_id)
+                except Exception:
+                    log.exception(
+                        "could not keep the report of alert chain %s (root id); retrying at the next pass",
+                        root_id,
                     )
-            if not progressed:
-                break
+            after = batch[-1]["root_id"]
         return kept
+
+    async def _keep(self, root_id: int, since: datetime, window: Sequence[Mapping[str, Any]]) -> bool:
+        found = await self._report(root_id)
+        if found is None:
+            return False
+        report, rows = found
+        recs = await self.optimiser.recommend(
+            since=since, root_id=root_id, apply=True, rows=with_chain(window, rows)
+        )
+        if not await queries.keep_report(
+            self.store,
+            root_id,
+            drill=report["alert"]["drill"],
+            computed_at=self.clock.now(),
+            report=report,
+            recommendations=recs,
+        ):
+            return False  # another node kept it first
+        await self.store.audit(
+            self.clock.now(),
+            "warnd:report",
+            "report.kept",
+            target=str(root_id),
+            detail={
+                "drill": report["alert"]["drill"],
+                "coverage": report["total"]["coverage"],
+                "recommendations": len(recs),
+            },
+        )
+        return True
 
     async def kept(self, *, drill: bool, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
         """Kept reports, newest chain first: a summary of each (root id, alert block, total)."""
@@ -458,17 +483,6 @@ def kept_summary(row: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
         "total": report["total"],
         "recommendations": len(row["recommendations"] or []),
     }
-
-
-def parse_since(value: str | None, now: datetime) -> datetime | None:
-    """``30d`` / ``12h`` (a duration ago) or an ISO time; None stays None."""
-    if not value:
-        return None
-    try:
-        return now - timedelta(seconds=parse_duration(value))
-    except ValueError:
-        parsed = datetime.fromisoformat(value)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 # --- command line --------------------------------------------------------------------------------------------
@@ -587,7 +601,7 @@ async def cmd_optimise(config: Config, args: argparse.Namespace) -> int:
         await store.upgrade()
         now = reporter.clock.now()
         try:
-            since = parse_since(args.since, now)
+            since = parse_when(args.since, now, reporter.tz)
         except ValueError:
             print(f"warnd optimise: --since: not a duration or ISO time: {args.since!r}", file=sys.stderr)
             return 2

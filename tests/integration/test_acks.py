@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from channels.webhook import sign
 from tests.conftest import cap_cn, edit_yaml
+from tests.support.reports import postgres_refusals
 from warnd.api import make_web_app
 from warnd.app import App
 from warnd.clock import FakeClock
@@ -139,6 +140,8 @@ async def test_get_shows_the_page_and_never_acknowledges(ack_app: App, client: T
         page = await response.text()
         assert response.content_type == "text/html"
         assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        assert response.headers["X-Robots-Tag"] == "noindex, nofollow"
     assert '<meta name=viewport content="width=device-width,initial-scale=1">' in page
     assert "<link" not in page and "<script" not in page and "http" not in page.split("</style>")[1]
     for text in (
@@ -338,6 +341,47 @@ async def test_one_reply_answers_every_open_warning(
     assert {r["channel"] for r in rows} == {"reply"}
 
 
+@pytest.mark.parametrize("drill_last", [True, False])
+async def test_a_reply_answers_drills_or_real_warnings_never_both(
+    ack_app: App, client: TestClient, clock: FakeClock, drill_last: bool
+) -> None:
+    """王大山 is asked by a real red rainstorm and by a gale drill; his "1" answers the kind of the newest
+    message that asked him, and only that kind (docs/acknowledgement.md)."""
+    drill_xml = cap_cn(
+        identifier="gale-drill-0531",
+        status="Exercise",
+        event_code="11B06",
+        event="大风",
+        sent="2024-07-12 05:31:00+08:00",
+    )
+    first_xml, last_xml = (cap_cn(), drill_xml) if drill_last else (drill_xml, cap_cn())
+    older = await _ingest(ack_app, first_xml)
+    clock.advance(60)
+    newest = await _ingest(ack_app, last_xml)
+    assert (await _sms(ack_app, older, WANG))["ack_required"] and (await _sms(ack_app, newest, WANG))[
+        "ack_required"
+    ]
+
+    async with postgres_refusals(ack_app.store) as refused:
+        status, counts = await _replies(client, clock, [{"phone": WANG, "text": "1"}])
+        assert status == 200 and counts["acknowledged"] == 1
+        [row] = await _ack_rows(ack_app)
+        assert row["alert_id"] == newest and row["detail"]["drill"] is drill_last
+        board = await ack_app.acks.board(older)  # the other kind stays open
+        assert "王大山" in {p["name"] for p in board["pending"]} and board["acknowledged"] == 0
+
+        # "1" again: the newest ask is answered, nothing of its kind is open; kept in the audit log
+        status, counts = await _replies(client, clock, [{"phone": WANG, "text": "1"}])
+        assert counts == {**counts, "acknowledged": 0, "no_obligation": 1}
+    assert refused == []
+    [unmatched] = await _audit(ack_app, "reply.unmatched")
+    assert unmatched["detail"]["why"] == "no_obligation" and unmatched["detail"]["drill"] is drill_last
+    assert len(await _ack_rows(ack_app)) == 1
+    # the other one is acknowledged by its own link (or a call)
+    assert (await client.post(await _link(ack_app, older, WANG), allow_redirects=False)).status == 303
+    assert sorted(r["alert_id"] for r in await _ack_rows(ack_app)) == sorted([older, newest])
+
+
 async def test_reply_webhook_refuses_a_bad_signature(
     ack_app: App, client: TestClient, clock: FakeClock
 ) -> None:
@@ -403,6 +447,35 @@ async def test_operator_records_a_call(ack_app: App, client: TestClient, clock: 
     assert len(await _ack_rows(ack_app)) == 2
 
 
+async def test_a_call_is_of_the_revision_sent_by_then_and_not_before_it(
+    ack_app: App, client: TestClient, clock: FakeClock
+) -> None:
+    first = await _ingest(ack_app)  # sent 05:31
+    clock.advance(1800)
+    update = cap_cn(
+        identifier="50022841600000_20240712060000",
+        msg_type="Update",
+        references=FIRST,
+        sent="2024-07-12 06:00:00+08:00",
+        description="梁平区气象台更新暴雨红色预警信号：强降雨仍将持续。",
+    )
+    second = await _ingest(ack_app, update)  # sent 06:01
+    url = f"/api/v1/alerts/{second}/acks"
+    for at in ("2024-07-12T05:20:00+08:00", "2024-07-12T05:20:00", "2024-07-11T21:30:59+00:00"):
+        response = await client.post(url, json={"recipient": WANG, "at": at})
+        assert response.status == 400, at
+        error = (await response.json())["error"]
+        assert "before the warning of alert" in error and "王大山" in error
+        assert "first at 2024-07-12T05:31:00+08:00" in error
+    assert await _ack_rows(ack_app) == []
+    # 05:45: he had only the first revision then; 06:05: the Update
+    response = await client.post(url, json={"recipient": WANG, "at": "2024-07-12T05:45:00+08:00"})
+    assert response.status == 201 and (await response.json())["alert_id"] == first
+    clock.advance(300)
+    response = await client.post(url, json={"recipient": LI, "at": "2024-07-12T06:05:00+08:00"})
+    assert response.status == 201 and (await response.json())["alert_id"] == second
+
+
 async def test_board_lists_pending_then_acknowledged(
     ack_app: App, client: TestClient, clock: FakeClock
 ) -> None:
@@ -466,6 +539,9 @@ def test_cli_records_a_call_and_lists_the_board(config_dir: Path, capsys: pytest
 
     assert main(["ack", "1", STRANGER, *common]) == 1
     assert "not a recipient of alert 1" in capsys.readouterr().err
+
+    assert main(["ack", "1", LI, "--at", "1h", *common]) == 1  # an hour ago: before the warning went out
+    assert "before the warning of alert 1 was sent to 李秀英" in capsys.readouterr().err
 
     assert main(["ack", "1", "--list", *common]) == 0
     out = capsys.readouterr().out

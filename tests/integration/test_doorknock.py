@@ -9,6 +9,7 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,19 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.conftest import FIXTURE_TIME, cap_cn
 from tests.support.escalation import (
     CHEN,
+    LI_XIUYING_PHONE,
     LIU,
     PUBLIC_URL,
     WANG,
     WANNIAN,
     WU_QIANG_PHONE,
+    ack_all_except,
+    acknowledge,
     deliver_all_except,
+    edit_subscriber,
     ladder_config,
     receipt,
+    resync,
     sms_of,
 )
 from tests.support.gateway import FakeSmsGateway
@@ -34,6 +40,7 @@ from warnd.app import App
 from warnd.cli import main
 from warnd.clock import FakeClock
 from warnd.config import load_config
+from warnd.store.escalation import RESULTS
 
 CANCEL = cap_cn(
     identifier="50022841600000_20240712060000",
@@ -78,9 +85,13 @@ async def client(app: App) -> AsyncIterator[TestClient]:
         yield test_client
 
 
+def tasks_to(gateway: FakeSmsGateway, phone: str) -> list[Any]:
+    return [s for s in gateway.sent if s.phone == phone and ":doorknock:" in s.key]
+
+
 def knock_path(gateway: FakeSmsGateway) -> str:
     """The /k/ link in 吴强's latest door-knock task."""
-    [*_, task] = [s for s in gateway.sent if s.phone == WU_QIANG_PHONE and ":doorknock:" in s.key]
+    [*_, task] = tasks_to(gateway, WU_QIANG_PHONE)
     match = re.search(re.escape(PUBLIC_URL) + r"(/k/[A-Za-z0-9_-]+)", task.content or "")
     assert match, task.content
     return match.group(1)
@@ -250,3 +261,216 @@ def test_cli_prints_the_list(config_dir: Path, capsys: pytest.CaptureFixture[str
     rows: list[Any] = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert rows[0][4] == "姓名" and [r[5] for r in rows[1:]] == ["13800230049", "13800230050", "13800230051"]
     assert main(["doorknock", "999", "-c", str(config_dir)]) == 1
+
+
+# --- 叫应: a person listed because they did not acknowledge ---------------------------------------------------------
+
+
+async def climb_unacknowledged(
+    config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock
+) -> tuple[App, int]:
+    """Leaders and duty persons must acknowledge within 5 minutes; every SMS arrives; everyone acknowledges but
+    李秀英. Her ladder opens at 5 minutes and puts her on 万年村's list at 15."""
+    ladder_config(config_dir, gateway.url, ack=True)
+    app = App(load_config(config_dir), clock=clock)
+    await app.start(channels=True)
+    [result] = await app.pipeline.ingest(cap_cn(), source="t")
+    assert result.alert_id is not None
+    await app.dispatcher.drain()
+    await deliver_all_except(app, result.alert_id)
+    await ack_all_except(app, result.alert_id, "李秀英")
+    for minutes in (5, 5, 5):
+        clock.advance(minutes * 60)
+        await app.escalator.sweep()
+        await app.dispatcher.drain()
+    return app, result.alert_id
+
+
+async def test_unacknowledged_person_is_informed_only_by_acknowledging(
+    config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock
+) -> None:
+    """李秀英 had the SMS — that is why her not answering matters: on the list her household stays open until
+    she acknowledges; a delivered message does not check her off."""
+    app, alert_id = await climb_unacknowledged(config_dir, gateway, clock)
+    try:
+        listing = await app.escalator.doorknock_list(alert_id)
+        assert listing is not None
+        [village] = listing["villages"]
+        [household] = village["households"]
+        [member] = household["members"]
+        assert member["name"] == "李秀英" and member["reason"] == "未确认收到预警（叫应期限已过）"
+        assert member["reached_by_message"] is False and household["result"] is None
+        assert member["listed_for"] == "unacknowledged"
+        assert village["open"] == 1 and listing["total"]["reached_by_message"] == 0
+        await acknowledge(app, alert_id, LI_XIUYING_PHONE)
+        listing = await app.escalator.doorknock_list(alert_id)
+        assert listing is not None
+        [household] = listing["villages"][0]["households"]
+        assert household["result"] == "reached_by_message" and household["members"][0]["acknowledged"] is True
+        assert listing["total"]["open"] == 0
+    finally:
+        await app.close()
+
+
+async def test_unacknowledged_household_member_reached_is_not_enough(
+    config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock
+) -> None:
+    """李秀英 lives with the 刘 household, whose SMS arrived: that does not stand for her acknowledgement — she
+    goes on the list, her household open until she acknowledges."""
+    edit_subscriber(config_dir, "李秀英", household="wn-3-15", address="万年村三组15号")
+    app, alert_id = await climb_unacknowledged(config_dir, gateway, clock)
+    try:
+        [ladder] = await app.escalator.ladders(alert_id)
+        assert ladder["name"] == "李秀英" and ladder["state"] == "open"
+        assert [e["step"] for e in ladder["events"]] == ["opened", "resend", "superior", "doorknock"]
+        listing = await app.escalator.doorknock_list(alert_id)
+        assert listing is not None
+        [household] = listing["villages"][0]["households"]
+        assert household["household"] == "wn-3-15" and household["result"] is None
+        [task] = tasks_to(gateway, WU_QIANG_PHONE)
+        assert (task.content or "").startswith("敲门任务：暴雨红色预警，万年村有1户未收到或未确认")
+        await acknowledge(app, alert_id, LI_XIUYING_PHONE)
+        listing = await app.escalator.doorknock_list(alert_id)
+        assert listing is not None
+        assert listing["villages"][0]["households"][0]["result"] == "reached_by_message"
+    finally:
+        await app.close()
+
+
+# --- the task counts open households ----------------------------------------------------------------------------
+
+
+async def test_task_counts_only_open_households(
+    app: App, client: TestClient, clock: FakeClock, gateway: FakeSmsGateway
+) -> None:
+    """The 刘 household is listed at 15 minutes and checked off; 陈玉兰 joins the list at 20: the new task says
+    one household is waiting (hers), not two — and is a new task (keyed on the two ever listed)."""
+    [result] = await app.pipeline.ingest(cap_cn(), source="t")
+    alert_id = result.alert_id
+    assert alert_id is not None
+    await app.dispatcher.drain()
+    await deliver_all_except(app, alert_id, CHEN, LIU, WANG)
+    for minutes in (10, 5):
+        clock.advance(minutes * 60)
+        await app.escalator.sweep()
+        await app.dispatcher.drain()
+    [first] = tasks_to(gateway, WU_QIANG_PHONE)
+    assert first.key.endswith(f":doorknock:{WANNIAN}:1")
+    assert (first.content or "").startswith("敲门任务：暴雨红色预警，万年村有1户未收到或未确认，请立即入户")
+    changed = await app.escalator.record_result(
+        alert_id, "wn-3-15", result="moved", note=None, by="吴强", actor="t", village=WANNIAN
+    )
+    assert changed == 2
+    clock.advance(5 * 60)
+    assert (await app.escalator.sweep())["doorknock"] == 1
+    await app.dispatcher.drain()
+    [_, second] = tasks_to(gateway, WU_QIANG_PHONE)
+    assert second.key.endswith(f":doorknock:{WANNIAN}:2")
+    assert (second.content or "").startswith(
+        "敲门任务：暴雨红色预警，万年村有1户未收到或未确认（含独居老人1户），请立即入户通知并登记"
+    )
+    [chen] = [row for row in await app.escalator.ladders(alert_id) if row["name"] == CHEN]
+    knock = chen["events"][-1]
+    assert (
+        knock["step"] == "doorknock" and knock["detail"]["households"] == 1 and knock["detail"]["listed"] == 2
+    )
+
+
+# --- the API: public Escalator methods, validation, escaping, headers ------------------------------------------------
+
+
+def test_routes_go_through_the_escalator() -> None:
+    """The HTTP routes use the Escalator's public methods, never its store."""
+    import warnd.api_escalation
+
+    source = Path(warnd.api_escalation.__file__).read_text(encoding="utf-8")
+    assert "escalator.db" not in source and ".db." not in source
+
+
+async def test_village_is_validated_and_escaped(app: App, client: TestClient, clock: FakeClock) -> None:
+    alert_id = await climb_to_doorknock(app, clock)
+    probe = "<script>alert(1)</script>"
+    page = await client.get(f"/api/v1/alerts/{alert_id}/doorknock/print", params={"village": probe})
+    assert page.status == 400 and probe not in await page.text()
+    for bad in (probe, "5002281012", "50022810120a", "５００２２８１０１２０１"):
+        response = await client.get(f"/api/v1/alerts/{alert_id}/doorknock", params={"village": bad})
+        assert response.status == 400, bad
+        assert (await response.json())["error"] == "village must be a 12-digit admin code"
+    posted = await client.post(
+        f"/api/v1/alerts/{alert_id}/doorknock/wn-3-15", json={"result": "moved", "village": probe}
+    )
+    assert posted.status == 400
+    ok = await client.get(f"/api/v1/alerts/{alert_id}/doorknock/print", params={"village": WANNIAN})
+    assert ok.status == 200 and "<small>500228101201</small>" in await ok.text()
+
+    # a household key from a CSV import is data too: escaped wherever it is shown
+    changed = await app.escalator.record_result(
+        alert_id, "wn-3-15", result="not_home", note="<b>门锁</b>", by="<i>op</i>", actor="t"
+    )
+    assert changed == 2
+    text = await (await client.get(f"/api/v1/alerts/{alert_id}/doorknock/print")).text()
+    assert "<b>门锁</b>" not in text and "&lt;b&gt;门锁&lt;/b&gt;" in text and "<i>op" not in text
+    assert_well_formed(text)
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+
+
+def assert_well_formed(text: str) -> None:
+    parser = _Tags()
+    parser.feed(text)
+    assert "script" not in parser.tags and "b" not in parser.tags and "i" not in parser.tags
+
+
+async def test_knock_pages_send_the_page_headers(
+    app: App, client: TestClient, clock: FakeClock, gateway: FakeSmsGateway
+) -> None:
+    """The /k/ pages, like the /a/ pages: never cached, never indexed, no sniffing, no referrer; and a CSP
+    that allows nothing but the inline CSS and posting back."""
+    await climb_to_doorknock(app, clock)
+    path = knock_path(gateway)
+    answers = [
+        await client.get(path),
+        await client.get("/k/not-a-token"),
+        await client.post(path, data={"household": "wn-3-12", "result": "reached"}, allow_redirects=False),
+        await client.post(path, data={"household": "wn-3-12", "result": "maybe"}, allow_redirects=False),
+    ]
+    assert [a.status for a in answers] == [200, 404, 303, 400]
+    for answer in answers:
+        headers = answer.headers
+        assert headers["Cache-Control"] == "no-store" and headers["Referrer-Policy"] == "no-referrer"
+        assert "noindex" in headers["X-Robots-Tag"] and headers["X-Content-Type-Options"] == "nosniff"
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+        assert "form-action 'self'" in headers["Content-Security-Policy"]
+
+
+async def test_link_stops_working_when_the_knocker_may_no_longer_knock(
+    app: App, client: TestClient, clock: FakeClock, gateway: FakeSmsGateway, config_dir: Path
+) -> None:
+    """吴强 is moved to another village, then taken out: his old /k/ link answers 「链接已失效」 (GET and
+    POST), and nothing is recorded through it."""
+    await climb_to_doorknock(app, clock)
+    path = knock_path(gateway)
+    assert (await client.get(path)).status == 200
+    edit_subscriber(config_dir, "吴强", area_code="500228101202")  # now 红光村's grid worker
+    await resync(config_dir, clock)
+    for answer in (
+        await client.get(path),
+        await client.post(path, data={"household": "wn-3-12", "result": "reached"}, allow_redirects=False),
+    ):
+        assert answer.status == 404 and "链接已失效" in await answer.text()
+    edit_subscriber(config_dir, "吴强", area_code=WANNIAN)
+    await resync(config_dir, clock)
+    assert (await client.get(path)).status == 200  # back in 万年村: the link works again
+    edit_subscriber(config_dir, "吴强", remove=True)
+    await resync(config_dir, clock)
+    answer = await client.get(path)
+    assert answer.status == 404 and "链接已失效" in await answer.text()
+    assert not [e for e in await app.store.audit_entries(50) if e["action"] == "doorknock.result"]
+    assert set(RESULTS) == {"reached", "moved", "not_home"}

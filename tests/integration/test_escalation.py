@@ -7,24 +7,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import cap_cn
+from tests.conftest import cap_cn, edit_yaml
 from tests.support.escalation import (
     CHEN,
+    CHEN_XIAOHONG_PHONE,
     LI_XIUYING_PHONE,
     LIU,
     PUBLIC_URL,
     WANG,
     WANNIAN,
     WU_QIANG_PHONE,
+    ZHOU_JIANGUO_PHONE,
+    TickingClock,
     deliver_all_except,
+    edit_subscriber,
     ladder_config,
     receipt,
+    resync,
     sms_of,
 )
 from tests.support.gateway import FakeSmsGateway
@@ -66,7 +74,7 @@ async def issue(app: App, *undelivered: str) -> int:
 
 
 async def ladder_of(app: App, alert_id: int, name: str) -> dict[str, Any]:
-    ladders = await app.escalator.db.ladders(alert_id)
+    ladders = await app.escalator.ladders(alert_id)
     [ladder] = [row for row in ladders if row["name"] == name]
     return ladder
 
@@ -259,7 +267,7 @@ async def test_two_nodes_climb_each_rung_once(
             )
             await one.dispatcher.drain()
         assert sum(r.get("opened", 0) for batch in outcomes for r in batch) == 3
-        ladders = await one.escalator.db.ladders(alert_id)
+        ladders = await one.escalator.ladders(alert_id)
         assert len(ladders) == 3 and {row["state"] for row in ladders} == {"exhausted"}
         for row in ladders:
             climbed = [s for s in steps(row) if s != "opened"]
@@ -336,3 +344,162 @@ async def test_township_leader_who_never_answers_is_called_not_knocked(
         assert await app.escalator.db.doorknock_rows(alert_id, app.escalator.sent_is_enough) == []
     finally:
         await app.close()
+
+
+async def test_drill_bothers_nobody_outside_the_drill(
+    config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock
+) -> None:
+    """An Exercise reaches the drill groups only — and so does its ladder: 万年村's loudspeaker, the township
+    leader and the grid worker are not in the drill and are never used; the county leader, a drill member by
+    explicit membership (not by role), is the superior told."""
+    ladder_config(config_dir, gateway.url)
+
+    def groups(data: dict[str, Any]) -> None:
+        for name in ("grid_workers", "township_leaders", "county_leaders", "loudspeakers"):
+            data["groups"][name]["drill"] = False
+        data["groups"]["drill_team"] = {"label": "演练联络组", "roles": [], "drill": True, "priority": 1}
+
+    edit_yaml(config_dir / "groups.yaml", groups)
+    edit_subscriber(config_dir, "周建国", groups=["drill_team"])
+    app = await start_app(config_dir, clock)
+    try:
+        [result] = await app.pipeline.ingest(cap_cn(status="Exercise"), source="t")
+        alert_id = result.alert_id
+        assert alert_id is not None
+        await app.dispatcher.drain()
+        assert await deliver_all_except(app, alert_id, "李秀英") == 4  # the other duty persons
+
+        clock.advance(10 * 60)
+        assert await app.escalator.sweep() == {"opened": 1, "superior": 1, "outbox": 1}
+        await app.dispatcher.drain()
+        ladder = await ladder_of(app, alert_id, "李秀英")
+        resend, superior = ladder["events"][1], ladder["events"][2]
+        assert (
+            resend["detail"]["skipped"] and "loudspeaker：本村没有参加演练的终端" in resend["detail"]["tried"]
+        )
+        assert superior["reason"].startswith("已告知区县责任人周建国：李秀英未收到预警")
+        assert not await app.store.deliveries_page({"alert_id": alert_id, "channel": "loudspeaker"}, limit=10)
+        [told] = notices_to(gateway, ZHOU_JIANGUO_PHONE)
+        assert told.startswith("【演练】叫应提醒：万年村村防汛责任人李秀英")
+
+        clock.advance(STEP)
+        assert await app.escalator.sweep() == {"doorknock": 1}
+        ladder = await ladder_of(app, alert_id, "李秀英")
+        assert ladder["events"][-1]["reason"].endswith(
+            "本村没有可通知的参加演练的网格员或责任人 (put on the door-knock list)"
+        )
+        await app.dispatcher.drain()
+        assert not notices_to(gateway, CHEN_XIAOHONG_PHONE) and not notices_to(gateway, WU_QIANG_PHONE)
+        listing = await app.escalator.doorknock_list(alert_id)
+        assert listing is not None and listing["villages"][0]["door_knockers"] == []
+    finally:
+        await app.close()
+
+
+async def test_the_only_grid_worker_unreached_duty_person_knocks(
+    app: App, gateway: FakeSmsGateway, clock: FakeClock
+) -> None:
+    """吴强 is 万年村's only grid worker and his SMS never arrives: he cannot knock on his own door, so the
+    village's duty person gets the task (the level is chosen after leaving him out)."""
+    alert_id = await issue(app, "吴强")
+    for minutes in (10, 5, 5):
+        clock.advance(minutes * 60)
+        await app.escalator.sweep()
+        await app.dispatcher.drain()
+    ladder = await ladder_of(app, alert_id, "吴强")
+    assert steps(ladder) == ["opened", "resend", "superior", "doorknock"]
+    assert "通知李秀英" in ladder["events"][-1]["reason"]
+    [task] = [t for t in notices_to(gateway, LI_XIUYING_PHONE) if t.startswith("敲门任务")]
+    assert task.startswith("敲门任务：暴雨红色预警，万年村有1户未收到或未确认")
+    assert not [t for t in notices_to(gateway, WU_QIANG_PHONE) if t.startswith("敲门任务")]
+
+
+async def test_queued_warning_opens_no_ladder(app: App, gateway: FakeSmsGateway, clock: FakeClock) -> None:
+    """A slow outbox: the deadline passes while the warnings still wait to be sent. Nobody is escalated — the
+    dispatcher is on it; once sent, only the one whose SMS then does not arrive gets a ladder."""
+    [result] = await app.pipeline.ingest(cap_cn(), source="t")
+    alert_id = result.alert_id
+    assert alert_id is not None
+    clock.advance(10 * 60)  # nothing drained: every warning is still queued
+    assert await app.escalator.sweep() == {}
+    assert await app.escalator.ladders(alert_id) == []
+    await app.dispatcher.drain()
+    await deliver_all_except(app, alert_id, CHEN)
+    clock.advance(60)
+    assert (await app.escalator.sweep())["opened"] == 1
+    [ladder] = await app.escalator.ladders(alert_id)
+    assert ladder["name"] == CHEN and ladder["reason"] == "undelivered"
+
+
+async def test_each_claim_batch_reads_the_clock(app: App, gateway: FakeSmsGateway, clock: FakeClock) -> None:
+    """Work takes time: every batch is claimed (and its rungs stamped) at the time it is claimed, not at the
+    time the sweep began, so no lease is born expired."""
+    alert_id = await issue(app, CHEN, LIU, WANG)
+    clock.advance(10 * 60)
+    ticking = TickingClock(clock.now(), tick=30)
+    app.escalator.clock = ticking
+    app.escalator.claim_batch = 1
+    assert (await app.escalator.sweep())["opened"] == 3
+    ladders = await app.escalator.ladders(alert_id)
+    opened = [row["events"][0]["at"] for row in ladders]
+    climbed = [row["events"][1]["at"] for row in ladders]
+    assert len(set(opened)) == 1 and opened[0] < climbed[0] < climbed[1] < climbed[2]
+    for row, at in zip(ladders, climbed, strict=True):  # the next rung: step_after from its own claim
+        assert row["due_at"] == at + timedelta(seconds=STEP)
+    assert ticking.now() - opened[0] > timedelta(seconds=app.config.dispatch.lease)
+
+
+async def test_a_failing_rung_backs_off_then_gives_up(
+    config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The loudspeaker replay cannot be rendered (the audio directory is a file): the rung fails. Each failure is
+    an ``error`` event with its text and waits step_after; the third ends the ladder exhausted."""
+    ladder_config(config_dir, gateway.url)
+
+    def audio(data: dict[str, Any]) -> None:
+        data["audio"] = {"enabled": True, "command": sys.executable}
+
+    edit_yaml(config_dir / "warnd.yaml", audio)
+    app = await start_app(config_dir, clock)
+    try:
+        (app.config.data_dir / "audio").write_text("not a directory", encoding="utf-8")
+        alert_id = await issue(app, CHEN)
+        clock.advance(10 * 60)
+        with caplog.at_level(logging.WARNING, logger="warnd.escalation"):
+            assert await app.escalator.sweep() == {"opened": 1, "errors": 1}
+        [warning] = [r for r in caplog.records if r.name == "warnd.escalation"]
+        assert warning.levelno == logging.WARNING and "climb failed (1 of 3)" in warning.getMessage()
+        ladder = await ladder_of(app, alert_id, CHEN)
+        assert ladder["state"] == "open" and ladder["step"] == 0 and steps(ladder) == ["opened", "error"]
+        assert "FileExistsError" in ladder["events"][1]["detail"]["error"]
+        assert ladder["due_at"] == clock.now() + timedelta(seconds=STEP)
+        assert await app.escalator.sweep() == {}  # backed off: not retried at once
+        clock.advance(STEP)
+        assert await app.escalator.sweep() == {"errors": 1}
+        clock.advance(STEP)
+        assert await app.escalator.sweep() == {"errors": 1, "exhausted": 1}
+        ladder = await ladder_of(app, alert_id, CHEN)
+        assert ladder["state"] == "exhausted" and ladder["resolution"].startswith("升级步骤连续出错3次")
+        assert steps(ladder) == ["opened", "error", "error", "error", "exhausted"]
+        assert [e["detail"]["failures"] for e in ladder["events"][1:4]] == [1, 2, 3]
+        clock.advance(STEP)
+        assert await app.escalator.sweep() == {}
+    finally:
+        await app.close()
+
+
+async def test_deactivated_recipient_ladder_closes(
+    app: App, gateway: FakeSmsGateway, clock: FakeClock, config_dir: Path
+) -> None:
+    alert_id = await issue(app, CHEN)
+    clock.advance(10 * 60)
+    assert (await app.escalator.sweep())["resend"] == 1
+    edit_subscriber(config_dir, CHEN, remove=True)  # she moved away: the operator takes her out
+    await resync(config_dir, clock)
+    clock.advance(STEP)
+    assert await app.escalator.sweep() == {"closed": 1}
+    ladder = await ladder_of(app, alert_id, CHEN)
+    assert ladder["state"] == "closed" and ladder["resolution"] == "接收人已停用"
+    assert steps(ladder) == ["opened", "resend", "closed"]
+    await app.dispatcher.drain()
+    assert not notices_to(gateway, LI_XIUYING_PHONE)

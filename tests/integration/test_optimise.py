@@ -17,18 +17,27 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import cap_cn, edit_yaml
 from tests.support.gateway import FakeSmsGateway
-from tests.support.reports import receipt, rows_by_name, use_sms_gateway
+from tests.support.reports import (
+    add_notice,
+    learned_orders,
+    postgres_refusals,
+    receipt,
+    rows_by_name,
+    use_sms_gateway,
+)
 from warnd import sms
 from warnd.api import make_web_app
 from warnd.app import App
 from warnd.clock import FakeClock
 from warnd.config import load_config
-from warnd.store import report as queries
 
 # 31 characters: the blue SMS is 103 characters with the signature (2 segments, 33 over one): nothing to cut
 CLEAN = "预计未来3小时梁平区大部将出现100毫米以上降雨，请注意防范。"
 # 6 characters: the blue SMS is 78 characters (2 segments; 8 fewer would be one)
 ALMOST_ONE = "请注意防范。"
+# 18 characters: the yellow SMS is 88 characters without its 叫应 request (2 segments, 18 over one: nothing to
+# cut); each duty person's own copy with the reply keyword and their link is 140 (3 segments; 6 fewer: 2)
+ALMOST_TWO = "预计未来3小时有强降雨，请注意防范。"
 
 
 @pytest.fixture
@@ -109,7 +118,7 @@ async def test_clean_data_gives_no_recommendations(oapp: App, clock: FakeClock) 
         assert kept is not None and kept["total"]["coverage"] == 1.0 and kept["total"]["targeted"] == 12
         assert kept["recommendations"] == []
     assert await recommend(oapp) == []
-    assert await queries.channel_preference_rows(oapp.store) == []
+    assert await learned_orders(oapp) == {}
 
 
 async def test_wrong_number_after_failures_in_two_chains(
@@ -194,6 +203,57 @@ async def test_extra_segment_says_how_much_to_cut(oapp: App, clock: FakeClock) -
     assert sms.segments(stored.body[: n - 8]) == 1
 
 
+async def test_extra_segment_once_for_every_personal_copy(oapp: App, clock: FakeClock) -> None:
+    """Each of the 8 people asked for 叫应 gets their own copy (their own link) of one text: one template to
+    shorten, so one recommendation counting all their SMS, not one per copy."""
+    [result] = await oapp.pipeline.ingest(
+        cap_cn(identifier="yellow-1", severity="Yellow", description=ALMOST_TWO), source="t"
+    )
+    assert result.alert_id is not None
+    await oapp.dispatcher.drain()
+    rows = await rows_by_name(oapp, result.alert_id, "sms")
+    asked = [r for r in rows.values() if r["ack_required"]]
+    assert len(asked) == 8 and len({r["message_id"] for r in asked}) == 8  # personal copies
+    async with postgres_refusals(oapp.store) as refused:
+        recs = await recommend(oapp)
+        about = await recommend(oapp, alert_id=result.alert_id)
+    assert refused == []  # no GROUP BY on the json column messages.data (PostgreSQL refuses it)
+    [extra] = kinds(recs, "extra_segment")
+    assert kinds(about, "extra_segment") == [extra]
+    ev = extra["evidence"]
+    assert sorted(ev["message_ids"]) == sorted(r["message_id"] for r in asked)
+    assert (ev["root_id"], ev["alert_ids"], ev["language"]) == (result.alert_id, [result.alert_id], "zh-CN")
+    assert (ev["length"], ev["segments"], ev["cut"]) == (140, 3, 6)
+    assert ev["deliveries"] == ev["sms_saved"] == 8
+    assert "等 8 条" in extra["subject"] and "按 8 次发送" in extra["message"]
+
+
+async def test_extra_segment_only_from_warning_deliveries(oapp: App, clock: FakeClock) -> None:
+    """A notice to a superior (not the warning template) one segment too long is not the operator's to
+    shorten: no recommendation."""
+    alert_id = await blue(oapp, clock, 1)  # its own SMS: nothing to cut
+    row = next(iter((await rows_by_name(oapp, alert_id, "sms")).values()))
+    notice = "【梁平区应急管理局】" + "预" * 65  # 75 characters: 2 segments, 5 over one
+    await add_notice(oapp, row, notice, purpose="notice:1")
+    async with postgres_refusals(oapp.store) as refused:
+        recs = await recommend(oapp)
+        assert await oapp.reporter.keep_ended() == [alert_id]
+    assert refused == []
+    assert kinds(recs, "extra_segment") == []
+    kept = await oapp.reporter.kept_one(alert_id)
+    assert kept is not None and kinds(kept["recommendations"], "extra_segment") == []
+
+
+async def test_recommendations_since_a_local_time(oapp: App, clock: FakeClock) -> None:
+    """An ISO ``since`` without an offset is local time (config.timezone, Asia/Shanghai) like everywhere else."""
+    async with TestClient(TestServer(make_web_app(oapp), host="127.0.0.1", port=0)) as client:
+        resp = await client.get("/api/v1/recommendations", params={"since": "2024-07-12T05:30:00"})
+        assert resp.status == 200
+        assert (await resp.json())["since"] == "2024-07-12T05:30:00+08:00"
+        resp = await client.get("/api/v1/recommendations", params={"since": "2024-07-12T05:30:00+00:00"})
+        assert (await resp.json())["since"] == "2024-07-12T13:30:00+08:00"
+
+
 async def test_low_coverage_from_kept_reports_of_real_alerts_only(
     oapp: App, clock: FakeClock, gateway: FakeSmsGateway
 ) -> None:
@@ -253,19 +313,19 @@ async def test_channel_order_learned_only_when_enabled(
         assert all(r["evidence"]["learned"] == ["push", "sms"] for r in shown)
         assert all(r["evidence"]["configured"] == ["sms", "push"] for r in shown)
         assert all(r["evidence"]["channels"]["push"]["success_rate"] == 1.0 for r in shown)
-        assert await queries.channel_preference_rows(app.store) == []  # the API's view never writes
+        assert await learned_orders(app) == {}  # the API's view never writes
         await app.store.set_alert(alert_id, state="cancelled")
         assert await app.reporter.keep_ended() == [alert_id]
         kept = await app.reporter.kept_one(alert_id)
         assert kept is not None
         applied = kinds(kept["recommendations"], "channel_order")
         assert len(applied) == 4
-        prefs = await queries.channel_preference_rows(app.store)
+        prefs = await learned_orders(app)
         if learn:
-            assert len(prefs) == 4 and all(p["channels"] == ["push", "sms"] for p in prefs)
+            assert len(prefs) == 4 and all(order == ["push", "sms"] for order in prefs.values())
             assert all(r["evidence"]["applied"] and r["action"] == "channel_order_learned" for r in applied)
         else:
-            assert prefs == []
+            assert prefs == {}
             assert all(
                 not r["evidence"]["applied"] and r["action"] == "review_channel_order" for r in applied
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 import math
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -21,17 +22,26 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from tests.conftest import cap_cn
 from tests.support.gateway import FakeSmsGateway
-from tests.support.reports import add_ack, add_doorknock, people, receipt, rows_by_name, use_sms_gateway
+from tests.support.reports import (
+    add_ack,
+    add_doorknock,
+    people,
+    postgres_refusals,
+    receipt,
+    rows_by_name,
+    sql_log,
+    use_sms_gateway,
+)
 from warnd.api import make_web_app
 from warnd.app import App
 from warnd.cli import main
 from warnd.clock import FakeClock
 from warnd.config import load_config
-from warnd.schema import alert_reports
+from warnd.schema import alert_reports, messages
 
 pytestmark = pytest.mark.file_loudspeaker
 
@@ -430,3 +440,67 @@ async def test_keep_ended_keeps_drills_apart_idempotently(
     assert [r["root_id"] for r in json.loads(capsys.readouterr().out)] == [drill.alert_id]
     audit = [a for a in await rapp.store.audit_entries() if a["action"] == "report.kept"]
     assert {a["target"] for a in audit} == {str(real.alert_id), str(drill.alert_id)}
+
+
+GALE = {
+    "identifier": "gale-0531",
+    "event_code": "11B06",
+    "event": "大风",
+    "sent": "2024-07-12 05:31:00+08:00",
+}
+
+
+async def _ended_chains(app: App, clock: FakeClock, *extra: dict[str, str]) -> list[int]:
+    """The red rainstorm and ``extra`` warnings, sent, then all expired; their alert ids."""
+    ids = []
+    for kw in ({}, *extra):
+        [result] = await app.pipeline.ingest(cap_cn(**kw), source="t")
+        assert result.alert_id is not None
+        ids.append(result.alert_id)
+    await app.dispatcher.drain()
+    clock.advance(13 * 3600)  # past <expires>
+    assert set(await app.pipeline.expire()) >= set(ids)
+    return ids
+
+
+async def _set_message_data(app: App, alert_id: int, data: object) -> int:
+    async with app.store.write() as conn:
+        result = await conn.execute(
+            update(messages).where(messages.c.alert_id == alert_id, messages.c.segments > 1).values(data=data)
+        )
+        return int(result.rowcount)
+
+
+async def test_keep_ended_goes_past_a_failing_chain_and_retries_it(
+    rapp: App, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    rain, gale = await _ended_chains(rapp, clock, GALE)
+    # the rainstorm's stored messages are unreadable for the recommendations (data is not an object)
+    assert await _set_message_data(rapp, rain, [1]) > 0
+    with caplog.at_level(logging.ERROR, logger="warnd.report"):
+        assert await rapp.reporter.keep_ended() == [gale]  # not held up by the chain before it
+    [failure] = [r for r in caplog.records if r.name == "warnd.report"]
+    assert f"alert chain {rain}" in failure.getMessage() and failure.exc_info is not None
+    assert await rapp.reporter.kept_one(rain) is None and await rapp.reporter.kept_one(gale) is not None
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="warnd.report"):
+        assert await rapp.reporter.keep_ended() == []  # still failing: retried, logged again
+    assert [r.name for r in caplog.records] == ["warnd.report"]
+    await _set_message_data(rapp, rain, {})
+    assert await rapp.reporter.keep_ended() == [rain]  # repaired: the next pass keeps it
+
+
+async def test_keep_ended_reads_the_history_once_per_pass(rapp: App, clock: FakeClock) -> None:
+    drill = {"identifier": "drill-0532", "status": "Exercise", "event_code": "11B06", "event": "大风"}
+    chains = await _ended_chains(rapp, clock, GALE, drill)
+    async with sql_log(rapp.store) as seen, postgres_refusals(rapp.store) as refused:
+        assert sorted(await rapp.reporter.keep_ended()) == sorted(chains)
+    assert refused == []
+    window = [s for s in seen if "deliveries.created_at >=" in s]
+    assert len(window) == 1, window  # the 30-day window, once for the three chains
+    for root_id in chains:  # each kept with its recommendations about the chain, as the API computes them
+        kept = await rapp.reporter.kept_one(root_id)
+        live = await rapp.reporter.recommendations(since=rapp.reporter.default_since(), alert_id=root_id)
+        assert kept is not None and live is not None and kept["recommendations"]
+        # (low_coverage comes from kept reports: the live list has the chain's own, kept after it was computed)
+        assert kept["recommendations"] == [r for r in live if r["kind"] != "low_coverage"]

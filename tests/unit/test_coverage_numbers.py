@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from warnd import sms
+from warnd.config import parse_when
 from warnd.optimise import (
     channel_orders,
     extra_segments,
@@ -268,11 +269,11 @@ def test_extra_segment_arithmetic_counts_the_signature() -> None:
             "segments": 2,
             "sent": 40,
         },
-        # the body without its signature: the channel's signature still counts
+        # the body without its signature (another alert): the channel's signature still counts
         {
             "id": 2,
-            "alert_id": 1,
-            "root_id": 1,
+            "alert_id": 2,
+            "root_id": 2,
             "channel": "sms",
             "language": "zh-CN",
             "body": content,
@@ -313,6 +314,52 @@ def test_extra_segment_arithmetic_counts_the_signature() -> None:
     assert recs[1]["evidence"]["length"] == 75
     # 130 characters signed to 140: 3 segments; 134 fit in 2, so 6 too many. 110 → 120: 50 too many, not shown
     assert (recs[2]["evidence"]["segments"], recs[2]["evidence"]["cut"]) == (3, 6)
+
+
+def _message(
+    mid: int, body: str, *, alert: int = 1, root: int = 1, language: str = "zh-CN"
+) -> dict[str, Any]:
+    return {
+        "id": mid,
+        "alert_id": alert,
+        "root_id": root,
+        "channel": "sms",
+        "language": language,
+        "body": body,
+        "data": {},
+        "segments": sms.segments(sms.sign("梁平区应急管理局", body)),
+        "sent": 1,
+    }
+
+
+def test_extra_segment_once_per_chain_channel_language_and_length() -> None:
+    """Personal copies of one text (each duty person's own 叫应 link) and the chain's revisions are one
+    template to shorten: one recommendation per (chain, channel, language, length)."""
+    text = "预" * 58 + "链接{:05d}"  # 65 characters + the signature: 75, 5 over one segment
+    messages = [
+        *(_message(i, text.format(i)) for i in range(1, 9)),  # 8 copies in revision 1
+        _message(9, text.format(9), alert=3),  # the chain's Update (revision 3 of root 1)
+        _message(10, text.format(10), language="en"),  # another language
+        _message(11, text.format(11) + "。"),  # one character longer: another length
+        _message(12, text.format(12), alert=2, root=2),  # another chain
+    ]
+    recs = extra_segments(messages, {"sms": "梁平区应急管理局"})
+    assert [r["evidence"]["message_ids"] for r in recs] == [[*range(1, 10)], [10], [11], [12]]
+    first = recs[0]["evidence"]
+    assert (first["message_id"], first["alert_ids"], first["root_id"]) == (1, [1, 3], 1)
+    assert (first["length"], first["cut"], first["deliveries"], first["sms_saved"]) == (75, 5, 9, 9)
+    assert recs[0]["subject"] == "sms 消息 #1 等 9 条（预警 1）" and "按 9 次发送" in recs[0]["message"]
+    assert (recs[1]["evidence"]["language"], recs[2]["evidence"]["length"]) == ("en", 76)
+    assert recs[3]["subject"] == "sms 消息 #12（预警 2）"
+
+
+def test_parse_since_reads_a_naive_time_in_the_configured_zone() -> None:
+    now = at(0)
+    cst = ZoneInfo("Asia/Shanghai")
+    assert parse_when("2024-07-12T05:30:00", now, cst) == datetime(2024, 7, 11, 21, 30, tzinfo=UTC)
+    assert parse_when("2024-07-12T05:30:00+00:00", now, cst) == datetime(2024, 7, 12, 5, 30, tzinfo=UTC)
+    assert parse_when("12h", now, cst) == now - timedelta(hours=12)
+    assert parse_when(None, now, cst) is None
 
 
 def test_low_coverage_rule_skips_drills() -> None:

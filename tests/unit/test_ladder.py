@@ -9,9 +9,14 @@ from typing import Any
 
 from warnd.config import county_code, is_village, load_config, township_code
 from warnd.escalation import (
+    household_informed,
     household_key,
+    listed_for,
+    member_informed,
     order_channels,
+    valid_village,
     vulnerable_counts,
+    waiting,
 )
 from warnd.render import Renderer, sample_context
 from warnd.rules import Facts, RuleEngine
@@ -140,3 +145,56 @@ def test_example_orange_and_red_rules_escalate() -> None:
     people = {p.name: p for p in config.subscribers}
     assert people["陈玉兰"].vulnerable == ["elderly_alone"] and people["陈玉兰"].superior == "13800230022"
     assert people["刘大伟"].household == people["王春燕"].household == "wn-3-15"
+
+
+def member(reason: str | None, *, reached: bool = False, acknowledged: bool = False) -> dict[str, Any]:
+    text = "未确认收到预警（叫应期限已过）" if reason == "unacknowledged" else "未收到预警（送达期限已过）"
+    return {"ladder_reason": reason, "reason": text, "reached": reached, "acknowledged": acknowledged}
+
+
+def test_who_on_the_list_counts_as_informed() -> None:
+    # undelivered: a message that arrived after all, or an acknowledgement
+    assert member_informed(member("undelivered", reached=True))
+    assert member_informed(member("undelivered", acknowledged=True))
+    assert not member_informed(member("undelivered"))
+    # unacknowledged: the message had arrived — that is why they are listed; only an acknowledgement counts
+    assert not member_informed(member("unacknowledged", reached=True))
+    assert member_informed(member("unacknowledged", reached=True, acknowledged=True))
+    # the ladder gone (no join): the listing's own words say why
+    assert listed_for(member(None)) == "undelivered" and not member_informed(member(None, reached=False))
+    assert listed_for({**member(None), "reason": "未确认收到预警（叫应期限已过）"}) == "unacknowledged"
+
+
+def test_household_informed() -> None:
+    assert household_informed([member("undelivered"), member("undelivered", reached=True)])
+    # someone owes 叫应: a household member's delivered message does not stand for it, an acknowledgement does
+    assert not household_informed(
+        [member("unacknowledged", reached=True), member("undelivered", reached=True)]
+    )
+    assert household_informed(
+        [member("unacknowledged", reached=True), member("undelivered", acknowledged=True)]
+    )
+    assert not household_informed([member("undelivered")])
+
+
+def test_waiting_people_are_no_door_knockers() -> None:
+    households = [
+        {"result": None, "members": [{"recipient_id": 1}, {"recipient_id": 2}]},
+        {"result": "moved", "members": [{"recipient_id": 3}]},
+        {"result": "reached_by_message", "members": [{"recipient_id": 4}]},
+    ]
+    assert waiting(households) == {1, 2}
+
+
+def test_village_codes() -> None:
+    assert valid_village("500228101201")
+    for bad in (
+        "",
+        "50022810120",
+        "5002281012011",
+        "50022810120a",
+        "<script>",
+        "５００２２８１０１２０１",
+        "500228101201\n",
+    ):
+        assert not valid_village(bad), bad

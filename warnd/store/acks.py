@@ -6,6 +6,9 @@ An *obligation* is one person × one alert revision: a warning delivery of that 
 that never went out because it was suppressed, superseded or expired). An Update asks again: the obligation of a
 chain is on the newest revision each person was sent. The first acknowledgement of (revision, person) counts;
 a repeat returns it and is only written to the audit log (``ack.repeat``).
+
+Drills and real warnings never answer for each other: a reply SMS acknowledges only obligations of the same kind
+(drill = status Exercise or Test, or real) as the newest ack-asking message sent to that person.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from warnd.cap.model import DRILL_STATUSES
 from warnd.schema import acknowledgements, alerts, audit_log, deliveries, recipients
 from warnd.store import NO_LONGER_APPLIES, NOT_SENT, Store, is_warning
 
@@ -66,6 +70,24 @@ class LinkTarget:
     recipient: dict[str, Any]
     delivery_id: int | None  # the person's warning delivery of that revision
     ack: Ack | None  # their acknowledgement of that revision, if any
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One warning delivery of a chain to a person."""
+
+    alert_id: int
+    delivery_id: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ChainRecipient:
+    """A person a chain's warning was sent to, with their warning deliveries of the chain in the order an
+    operator's call acknowledges them: revisions that asked for 叫应 first, then newer revisions first."""
+
+    recipient: dict[str, Any]
+    sent: list[Sent]
 
 
 def _ack(row: Mapping[str, Any], already: bool = False) -> Ack:
@@ -196,18 +218,6 @@ class AckStore:
 
     # --- reading ------------------------------------------------------------------------------------------------
 
-    async def get(self, alert_id: int, recipient_id: int) -> Ack | None:
-        async with self.store.read() as conn:
-            row = (
-                await conn.execute(
-                    select(acknowledgements).where(
-                        acknowledgements.c.alert_id == alert_id,
-                        acknowledgements.c.recipient_id == recipient_id,
-                    )
-                )
-            ).first()
-            return _ack(dict(row._mapping)) if row else None
-
     async def people_by_phone(self, phone: str) -> list[dict[str, Any]]:
         async with self.store.read() as conn:
             rows = await conn.execute(
@@ -215,11 +225,35 @@ class AckStore:
             )
             return [dict(r._mapping) for r in rows]
 
-    async def open_obligations(self, recipient_ids: Sequence[int], at: datetime) -> list[Obligation]:
+    async def newest_asking_is_drill(self, recipient_ids: Sequence[int]) -> bool | None:
+        """Whether the newest ack-asking message sent to these people (newest ``sent_at``; one not sent yet only
+        when none was) was of a drill (status Exercise or Test); None when nothing ever asked them."""
+        if not recipient_ids:
+            return None
+        query = (
+            select(alerts.c.status)
+            .select_from(deliveries)
+            .join(alerts, alerts.c.id == deliveries.c.alert_id)
+            .join(recipients, recipients.c.id == deliveries.c.recipient_id)
+            .where(deliveries.c.recipient_id.in_(list(recipient_ids)), _obliging())
+            .order_by(deliveries.c.sent_at.is_(None), deliveries.c.sent_at.desc(), deliveries.c.id.desc())
+            .limit(1)
+        )
+        async with self.store.read() as conn:
+            status = (await conn.execute(query)).scalar_one_or_none()
+        return None if status is None else status in DRILL_STATUSES
+
+    async def open_obligations(
+        self, recipient_ids: Sequence[int], at: datetime, *, drill: bool | None = None
+    ) -> list[Obligation]:
         """These people's obligations on alerts that are active (and not past ``expires``) and that they have
-        not acknowledged yet, latest revision first."""
+        not acknowledged yet, latest revision first; only drills' (``drill`` True) or only real alerts'
+        (False) when ``drill`` is given."""
         if not recipient_ids:
             return []
+        kind = []
+        if drill is not None:
+            kind = [alerts.c.status.in_(DRILL_STATUSES) if drill else alerts.c.status.not_in(DRILL_STATUSES)]
         query = (
             select(
                 deliveries.c.alert_id,
@@ -236,6 +270,7 @@ class AckStore:
                 alerts.c.state == "active",
                 or_(alerts.c.expires.is_(None), alerts.c.expires > at),
                 _not_acknowledged(),
+                *kind,
             )
             .group_by(deliveries.c.alert_id, alerts.c.root_id, deliveries.c.recipient_id)
             .order_by(deliveries.c.alert_id.desc(), deliveries.c.recipient_id)
@@ -285,16 +320,19 @@ class AckStore:
             ack=_ack(dict(ack._mapping)) if ack else None,
         )
 
-    async def chain_recipient(self, root_id: int, recipient: str) -> tuple[dict[str, Any], int, int] | None:
-        """A person the chain's warning was sent to, by phone number or recipient id, with the newest revision
-        they were sent and that delivery: (recipient row, alert id, delivery id), or None if not a recipient.
-        Revisions that asked them to acknowledge come first."""
+    async def chain_recipient(self, root_id: int, recipient: str) -> ChainRecipient | None:
+        """A person the chain's warning was sent to, by phone number or recipient id (a phone number wins over
+        an equal id), with their warning deliveries of the chain: those that asked them to acknowledge first,
+        then the newest revision. None if not a recipient."""
         by = recipients.c.phone == recipient
         if recipient.isdigit() and len(recipient) <= 10:
             by = or_(by, recipients.c.id == int(recipient))
         query = (
             select(
-                recipients, deliveries.c.alert_id.label("_alert_id"), deliveries.c.id.label("_delivery_id")
+                recipients,
+                deliveries.c.alert_id.label("_alert_id"),
+                deliveries.c.id.label("_delivery_id"),
+                deliveries.c.created_at.label("_created_at"),
             )
             .join(deliveries, deliveries.c.recipient_id == recipients.c.id)
             .join(alerts, alerts.c.id == deliveries.c.alert_id)
@@ -307,20 +345,24 @@ class AckStore:
                 by,
             )
             .order_by(
-                (recipients.c.phone == recipient).desc(),  # a phone number wins over an equal id
+                (recipients.c.phone == recipient).desc(),
+                recipients.c.id,
                 deliveries.c.ack_required.desc(),
                 deliveries.c.alert_id.desc(),
                 deliveries.c.id.desc(),
             )
-            .limit(1)
         )
         async with self.store.read() as conn:
-            row = (await conn.execute(query)).first()
-        if row is None:
+            rows = [dict(r._mapping) for r in await conn.execute(query)]
+        if not rows:
             return None
-        data = dict(row._mapping)
-        alert_id, delivery_id = data.pop("_alert_id"), data.pop("_delivery_id")
-        return data, alert_id, delivery_id
+        person = rows[0]["id"]
+        sent = [
+            Sent(r.pop("_alert_id"), r.pop("_delivery_id"), r.pop("_created_at"))
+            for r in rows
+            if r["id"] == person
+        ]
+        return ChainRecipient(recipient=rows[0], sent=sent)
 
     async def board(self, root_id: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The chain's obligations (one per person: the newest revision they were asked on, with its deadline

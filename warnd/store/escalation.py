@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, insert, or_, select, update
+from sqlalchemy import and_, case, exists, false, func, insert, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from warnd.schema import (
@@ -27,12 +27,38 @@ from warnd.schema import (
     doorknocks,
     escalation_events,
     escalations,
+    group_members,
     recipients,
 )
 from warnd.store import NO_LONGER_APPLIES, NOT_SENT, Store, is_warning, reached
 
-# deliveries that never carried the warning to the person (inhibited, replaced, ran out): no ladder for them
+# what a door-knocker can record for a household
 RESULTS = ("reached", "moved", "not_home")
+
+
+@dataclass(frozen=True)
+class DrillGroups:
+    """Who takes part in drills: members of the groups marked ``drill: true`` — by role (``roles``) or by
+    explicit membership (``group_members``). A drill's ladder bothers nobody else."""
+
+    roles: tuple[str, ...]
+    groups: tuple[str, ...]
+
+
+def _in_drill(drill: DrillGroups | None, r: Any = recipients) -> Any:
+    """The SQL condition "recipient ``r`` takes part in the drill" (true when there is no drill)."""
+    if drill is None:
+        return true()
+    conds: list[Any] = []
+    if drill.roles:
+        conds.append(r.c.role.in_(list(drill.roles)))
+    if drill.groups:
+        conds.append(
+            r.c.id.in_(
+                select(group_members.c.recipient_id).where(group_members.c.group_name.in_(list(drill.groups)))
+            )
+        )
+    return or_(*conds) if conds else false()
 
 
 @dataclass(frozen=True)
@@ -86,7 +112,13 @@ class EscalationStore:
     ) -> list[Opened]:
         """Open a ladder (first rung due now) for every person of these revisions whose acknowledgement deadline
         passed without an acknowledgement (``unacknowledged``), or whose delivery deadline passed with none of
-        their warning deliveries reached (``undelivered``). A ladder that exists (any node's) is left alone."""
+        their warning deliveries reached (``undelivered``). A ladder that exists (any node's) is left alone, and
+        so is a deactivated person.
+
+        Not yet: a person with a warning delivery of the revision still ``queued`` (waiting in the outbox:
+        throttled, backing off, being sent) and none reached — the dispatcher is still on it; their ladder opens
+        at a later sweep if the delivery ends unreached. (Someone already reached who owes 叫应 is not held up by
+        a second channel still queued.)"""
         if not alert_ids:
             return []
         d = deliveries
@@ -112,6 +144,7 @@ class EscalationStore:
                 d.c.alert_id.in_(list(alert_ids)),
                 _carried(d),
                 recipients.c.kind == "person",
+                recipients.c.active.is_(True),
                 or_(ack_due, deliver_due),
                 ~acked,
                 ~laddered,
@@ -122,22 +155,26 @@ class EscalationStore:
             candidates = [dict(r._mapping) for r in await conn.execute(query)]
             if not candidates:
                 return []
-            reached_ids = {
-                (r.alert_id, r.recipient_id)
-                for r in await conn.execute(
-                    select(d.c.alert_id, d.c.recipient_id)
-                    .where(
-                        d.c.alert_id.in_({c["alert_id"] for c in candidates}),
-                        d.c.recipient_id.in_({c["recipient_id"] for c in candidates}),
-                        is_warning(d),
-                        reached(d, sent_is_enough),
-                    )
-                    .distinct()
+            found = await conn.execute(
+                select(
+                    d.c.alert_id,
+                    d.c.recipient_id,
+                    func.max(case((reached(d, sent_is_enough), 1), else_=0)).label("got"),
+                    func.max(case((d.c.status == "queued", 1), else_=0)).label("queued"),
                 )
-            }
+                .where(
+                    d.c.alert_id.in_({c["alert_id"] for c in candidates}),
+                    d.c.recipient_id.in_({c["recipient_id"] for c in candidates}),
+                    _carried(d),
+                )
+                .group_by(d.c.alert_id, d.c.recipient_id)
+            )
+            state = {(r.alert_id, r.recipient_id): (bool(r.got), bool(r.queued)) for r in found}
         rows = []
         for c in candidates:
-            got = (c["alert_id"], c["recipient_id"]) in reached_ids
+            got, queued = state.get((c["alert_id"], c["recipient_id"]), (False, False))
+            if queued and not got:
+                continue  # still in the outbox: the dispatcher is on it
             if c["ack_due"]:
                 reason = "unacknowledged"  # only an acknowledgement ends it (being reached is not enough)
             elif c["deliver_due"] and not got:
@@ -323,15 +360,75 @@ class EscalationStore:
                 )
         return created
 
-    async def release(self, ladder_id: int, token: str, now: datetime) -> None:
-        """Give a claimed ladder back untouched (the climb failed): due again now."""
+    async def fail(
+        self,
+        ladder_id: int,
+        token: str,
+        now: datetime,
+        *,
+        error: str,
+        retry_at: datetime,
+        max_failures: int,
+        exhausted_reason: str,
+    ) -> tuple[int, bool] | None:
+        """A climb failed (an exception): record an ``error`` event with its text and give the ladder back, due
+        again at ``retry_at``; the ``max_failures``-th failure ends it ``exhausted`` (``exhausted_reason``).
+        Failures are counted by the ladder's ``error`` events. Returns (failures so far, exhausted), or None when
+        the lease no longer holds the ladder."""
         async with self.store.write() as conn:
-            await self._fence(conn, ladder_id, token, lease_token=None, leased_until=None, due_at=now)
+            before = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(escalation_events)
+                    .where(
+                        escalation_events.c.escalation_id == ladder_id, escalation_events.c.step == "error"
+                    )
+                )
+            ).scalar_one()
+            failures = int(before) + 1
+            exhausted = failures >= max_failures
+            values: dict[str, Any] = {
+                "lease_token": None,
+                "leased_until": None,
+                "due_at": now if exhausted else retry_at,
+                "updated_at": now,
+            }
+            if exhausted:
+                values.update(state="exhausted", resolution=exhausted_reason.split(" (")[0][:500])
+            if not await self._fence(conn, ladder_id, token, **values):
+                return None
+            await conn.execute(
+                insert(escalation_events).values(
+                    escalation_id=ladder_id,
+                    at=now,
+                    step="error",
+                    reason=f"升级步骤出错（第{failures}次）：{error[:1000]} (climb failed, attempt {failures})",
+                    detail={
+                        "error": error[:1000],
+                        "failures": failures,
+                        "retry_at": None if exhausted else retry_at.isoformat(),
+                    },
+                )
+            )
+            if exhausted:
+                await conn.execute(
+                    insert(escalation_events).values(
+                        escalation_id=ladder_id,
+                        at=now,
+                        step="exhausted",
+                        reason=exhausted_reason,
+                        detail={"failures": failures},
+                    )
+                )
+            return failures, exhausted
 
     # --- what the rungs look up -----------------------------------------------------------------------------------
 
-    async def people(self, area_codes: Sequence[str], roles: Sequence[str]) -> list[dict[str, Any]]:
-        """Active people with one of ``roles`` whose area is exactly one of ``area_codes``."""
+    async def people(
+        self, area_codes: Sequence[str], roles: Sequence[str], *, drill: DrillGroups | None = None
+    ) -> list[dict[str, Any]]:
+        """Active people with one of ``roles`` whose area is exactly one of ``area_codes`` (taking part in the
+        drill, for a drill)."""
         if not area_codes or not roles:
             return []
         async with self.store.read() as conn:
@@ -342,12 +439,13 @@ class EscalationStore:
                     recipients.c.kind == "person",
                     recipients.c.area_code.in_(list(area_codes)),
                     recipients.c.role.in_(list(roles)),
+                    _in_drill(drill),
                 )
                 .order_by(recipients.c.id)
             )
             return [dict(r._mapping) for r in rows]
 
-    async def person_by_phone(self, phone: str) -> dict[str, Any] | None:
+    async def person_by_phone(self, phone: str, *, drill: DrillGroups | None = None) -> dict[str, Any] | None:
         async with self.store.read() as conn:
             row = (
                 await conn.execute(
@@ -356,6 +454,7 @@ class EscalationStore:
                         recipients.c.phone == phone,
                         recipients.c.active.is_(True),
                         recipients.c.kind == "person",
+                        _in_drill(drill),
                     )
                     .order_by(recipients.c.id)
                 )
@@ -369,7 +468,8 @@ class EscalationStore:
             ).one_or_none()
             return dict(row._mapping) if row else None
 
-    async def terminals(self, area_code: str) -> list[dict[str, Any]]:
+    async def terminals(self, area_code: str, *, drill: DrillGroups | None = None) -> list[dict[str, Any]]:
+        """The active terminals (loudspeakers) of exactly this area (taking part in the drill, for a drill)."""
         async with self.store.read() as conn:
             rows = await conn.execute(
                 select(recipients)
@@ -377,6 +477,7 @@ class EscalationStore:
                     recipients.c.active.is_(True),
                     recipients.c.kind == "terminal",
                     recipients.c.area_code == area_code,
+                    _in_drill(drill),
                 )
                 .order_by(recipients.c.id)
             )
@@ -411,21 +512,36 @@ class EscalationStore:
 
     # --- door-knock lists -------------------------------------------------------------------------------------------
 
-    def _informed(self, root_id: int, sent_is_enough: Sequence[str], r: Any = recipients) -> Any:
-        """The person was reached by a warning of the chain, or acknowledged one of its revisions."""
+    def _reached(self, root_id: int, sent_is_enough: Sequence[str], r: Any = recipients) -> Any:
+        """The person was reached by a warning of the chain."""
         d = deliveries.alias("dk_d")
         chain = select(alerts.c.id).where(alerts.c.root_id == root_id).scalar_subquery()
-        return or_(
-            exists().where(
-                d.c.recipient_id == r.c.id, d.c.alert_id.in_(chain), is_warning(d), reached(d, sent_is_enough)
-            ),
-            exists().where(acknowledgements.c.recipient_id == r.c.id, acknowledgements.c.root_id == root_id),
+        return exists().where(
+            d.c.recipient_id == r.c.id, d.c.alert_id.in_(chain), is_warning(d), reached(d, sent_is_enough)
+        )
+
+    def _acknowledged(self, root_id: int, r: Any = recipients) -> Any:
+        """The person acknowledged one of the chain's revisions."""
+        return exists().where(
+            acknowledgements.c.recipient_id == r.c.id, acknowledgements.c.root_id == root_id
         )
 
     async def household_informed(
-        self, root_id: int, household: str, recipient_id: int, sent_is_enough: Sequence[str]
+        self,
+        root_id: int,
+        household: str,
+        recipient_id: int,
+        sent_is_enough: Sequence[str],
+        *,
+        ack_only: bool = False,
     ) -> dict[str, Any] | None:
-        """Another member of the household who was reached or acknowledged for the chain, if any."""
+        """Another member of the household who acknowledged for the chain — or, unless ``ack_only`` (the
+        person's ladder is ``unacknowledged``: only an acknowledgement counts), was reached by it — if any."""
+        informed = (
+            self._acknowledged(root_id)
+            if ack_only
+            else or_(self._reached(root_id, sent_is_enough), self._acknowledged(root_id))
+        )
         async with self.store.read() as conn:
             row = (
                 await conn.execute(
@@ -433,7 +549,7 @@ class EscalationStore:
                     .where(
                         recipients.c.household == household,
                         recipients.c.id != recipient_id,
-                        self._informed(root_id, sent_is_enough),
+                        informed,
                     )
                     .order_by(recipients.c.id)
                 )
@@ -451,8 +567,10 @@ class EscalationStore:
     async def doorknock_rows(
         self, root_id: int, sent_is_enough: Sequence[str], village: str | None = None
     ) -> list[dict[str, Any]]:
-        """Everyone on the chain's door-knock list (of one village), with who they are and whether a message
-        reached them after all (``reached_by_message``)."""
+        """Everyone on the chain's door-knock list (of one village), with who they are, whether a warning of the
+        chain reached them (``reached``), whether they acknowledged it (``acknowledged``) and why their ladder
+        put them there (``ladder_reason``: undelivered | unacknowledged, from the ladder of the revision that
+        listed them). Whether that makes them informed is the caller's rule (warnd.escalation)."""
         query = (
             select(
                 doorknocks,
@@ -461,9 +579,18 @@ class EscalationStore:
                 recipients.c.role,
                 recipients.c.address,
                 recipients.c.vulnerable,
-                self._informed(root_id, sent_is_enough).label("reached_by_message"),
+                self._reached(root_id, sent_is_enough).label("reached"),
+                self._acknowledged(root_id).label("acknowledged"),
+                escalations.c.reason.label("ladder_reason"),
             )
             .join(recipients, recipients.c.id == doorknocks.c.recipient_id)
+            .outerjoin(
+                escalations,
+                and_(
+                    escalations.c.alert_id == doorknocks.c.alert_id,
+                    escalations.c.recipient_id == doorknocks.c.recipient_id,
+                ),
+            )
             .where(doorknocks.c.root_id == root_id)
             .order_by(doorknocks.c.area_code, doorknocks.c.household, doorknocks.c.id)
         )

@@ -115,8 +115,12 @@ async def chain_doorknocks(store: Store, root_id: int) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in await conn.execute(query)]
 
 
-async def ended_without_report(store: Store, limit: int = 100) -> list[dict[str, Any]]:
-    """The latest revision of each chain that is cancelled or expired and has no kept report, oldest first."""
+async def ended_without_report(
+    store: Store, *, after: int | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """The latest revision of each chain that is cancelled or expired and has no kept report, oldest chain
+    first; only chains whose root id is above ``after`` (a cursor: a chain that fails does not hold up the
+    ones after it)."""
     latest = (
         select(alerts.c.root_id, func.max(alerts.c.id).label("last_id"))
         .where(alerts.c.root_id.is_not(None))
@@ -129,6 +133,7 @@ async def ended_without_report(store: Store, limit: int = 100) -> list[dict[str,
         .where(
             alerts.c.state.in_(ENDED),
             ~exists().where(alert_reports.c.root_id == alerts.c.root_id),
+            *([] if after is None else [alerts.c.root_id > after]),
         )
         .order_by(alerts.c.root_id)
         .limit(limit)
@@ -226,13 +231,32 @@ async def history(
 async def multipart_messages(
     store: Store, channels: Sequence[str], since: datetime | None, root_id: int | None
 ) -> list[dict[str, Any]]:
-    """Rendered messages of ``channels`` with more than one segment that were used since ``since`` (or by
-    chain ``root_id``), with how many of their deliveries went out (``sent_at`` set)."""
+    """Rendered messages of ``channels`` with more than one segment that warning deliveries (``purpose =
+    'warning'``: not notices to superiors or grid workers) used since ``since`` (or in chain ``root_id``), with
+    how many of those deliveries went out (``sent_at`` set).
+
+    Counted per message id in a subquery and joined to the message afterwards: PostgreSQL cannot group by the
+    ``json`` column ``data``."""
     if not channels:
         return []
     used = [] if since is None else [deliveries.c.created_at >= since]
     if root_id is not None:
         used = [alerts.c.root_id == root_id]
+    names = list(channels)
+    sent = (
+        select(deliveries.c.message_id, func.count(deliveries.c.sent_at).label("sent"))
+        .join(alerts, alerts.c.id == deliveries.c.alert_id)
+        .join(messages, messages.c.id == deliveries.c.message_id)
+        .where(
+            is_warning(deliveries),
+            deliveries.c.channel.in_(names),
+            messages.c.channel.in_(names),
+            messages.c.segments > 1,
+            *used,
+        )
+        .group_by(deliveries.c.message_id)
+        .subquery()
+    )
     query = (
         select(
             messages.c.id,
@@ -243,21 +267,10 @@ async def multipart_messages(
             messages.c.data,
             messages.c.segments,
             alerts.c.root_id,
-            func.count(deliveries.c.sent_at).label("sent"),
+            sent.c.sent,
         )
-        .join(deliveries, deliveries.c.message_id == messages.c.id)
+        .join(sent, sent.c.message_id == messages.c.id)
         .join(alerts, alerts.c.id == messages.c.alert_id)
-        .where(messages.c.channel.in_(list(channels)), messages.c.segments > 1, *used)
-        .group_by(
-            messages.c.id,
-            messages.c.alert_id,
-            messages.c.channel,
-            messages.c.language,
-            messages.c.body,
-            messages.c.data,
-            messages.c.segments,
-            alerts.c.root_id,
-        )
         .order_by(messages.c.id)
     )
     async with store.read() as conn:
@@ -289,18 +302,11 @@ async def save_channel_preferences(store: Store, rows: Sequence[Mapping[str, Any
     return len(rows)
 
 
-async def channel_preference_rows(store: Store) -> list[dict[str, Any]]:
-    async with store.read() as conn:
-        rows = await conn.execute(select(channel_preferences).order_by(channel_preferences.c.recipient_id))
-        return [dict(r._mapping) for r in rows]
-
-
 __all__ = [
     "ENDED",
     "chain_acks",
     "chain_deliveries",
     "chain_doorknocks",
-    "channel_preference_rows",
     "ended_without_report",
     "history",
     "keep_report",
