@@ -28,6 +28,17 @@ class Address(StrEnum):
     ANY = "any"  # the channel does not need a personal address (webhook, file)
 
 
+def can_address(kind: str, recipient: Mapping[str, Any]) -> bool:
+    """Whether a recipient row has the address a channel of this kind (an :class:`Address` value) sends to."""
+    if kind == Address.PHONE:
+        return bool(recipient.get("phone"))
+    if kind == Address.PUSH:
+        return bool(recipient.get("push_tokens"))
+    if kind == Address.TERMINAL:
+        return bool(recipient.get("terminal_id"))
+    return True
+
+
 @dataclass(frozen=True)
 class Recipient:
     key: str  # stable recipient key (phone for people, terminal id for terminals)

@@ -41,7 +41,7 @@ from pydantic import (
 )
 
 from channels import adapter_class
-from channels.base import ChannelSettings
+from channels.base import Address, ChannelSettings
 from warnd.hazards import Catalogue, parse_colour, parse_level
 
 FILES = {
@@ -516,6 +516,12 @@ class Config(_Model):
     def channel_settings(self, name: str) -> ChannelSettings:
         settings = self.channels[name]
         return adapter_class(settings["adapter"]).Settings.model_validate(settings)
+
+    def channel_address(self, name: str) -> str:
+        """What a channel sends to: phone | push | terminal | any (its ``address`` setting, else its adapter's)."""
+        settings = self.channel_settings(name)
+        address = getattr(settings, "address", None) or adapter_class(settings.adapter).address
+        return str(address.value if isinstance(address, Address) else address)
 
     def catalogue(self) -> Catalogue:
         return Catalogue.load(

@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from channels import adapter_class
-from channels.base import Address
+from channels.base import can_address
 from warnd.cap.model import DRILL_STATUSES
 from warnd.clock import Clock
 from warnd.config import Config, county_code, is_village, township_code
@@ -73,23 +72,6 @@ VILLAGE_CODE = re.compile(r"[0-9]{12}")
 def valid_village(code: str) -> bool:
     """A 12-digit admin code (what ``village`` parameters of the door-knock list accept)."""
     return VILLAGE_CODE.fullmatch(code) is not None
-
-
-def address_kind(config: Config, channel: str) -> str:
-    """What a channel addresses: phone | push | terminal | any."""
-    settings = config.channel_settings(channel)
-    address = getattr(settings, "address", None) or adapter_class(settings.adapter).address
-    return str(address.value if isinstance(address, Address) else address)
-
-
-def can_address(kind: str, recipient: Mapping[str, Any]) -> bool:
-    if kind == "phone":
-        return bool(recipient.get("phone"))
-    if kind == "push":
-        return bool(recipient.get("push_tokens"))
-    if kind == "terminal":
-        return bool(recipient.get("terminal_id"))
-    return True
 
 
 def order_channels(allowed: Sequence[str], learned: Sequence[str] | None) -> list[str]:
@@ -390,7 +372,7 @@ class Escalator:
         notes: list[str] = []
         what = REASON_WORDS.get(ladder["reason"], ladder["reason"])
         for channel in order_channels(allowed, learned):
-            kind = address_kind(self.config, channel)
+            kind = self.config.channel_address(channel)
             if kind == "terminal":
                 targets = await self.db.terminals(person["area_code"], drill=drill)
                 if not targets:
@@ -454,7 +436,7 @@ class Escalator:
 
     def _notice_channel(self, person: Mapping[str, Any]) -> str | None:
         for channel in self.config.feedback.notice_channels:
-            if channel in self.config.channels and can_address(address_kind(self.config, channel), person):
+            if channel in self.config.channels and can_address(self.config.channel_address(channel), person):
                 return channel
         return None
 

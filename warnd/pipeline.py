@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from channels import adapter_class
-from channels.base import Address
+from channels.base import can_address
 from warnd.audience import AlertArea
 from warnd.audio import Speech
 from warnd.cap import InvalidDocument, parse, parse_alert
@@ -467,7 +466,7 @@ class Pipeline:
             query = AudienceQuery(
                 groups=target.groups,
                 roles=self._group_roles(target.groups),
-                address=self._address(target.channel),
+                address=self.config.channel_address(target.channel),
                 area_prefixes=area.prefixes,
                 area_ancestors=area.ancestors,
                 bbox=area.bbox(),
@@ -552,11 +551,6 @@ class Pipeline:
             return ()
         return tuple(sorted({role for g in groups for role in self.config.groups[g].roles}))
 
-    def _address(self, channel: str) -> str:
-        settings = self.config.channel_settings(channel)
-        address = getattr(settings, "address", None) or adapter_class(settings.adapter).address
-        return str(address.value if isinstance(address, Address) else address)
-
     # --- failover (docs/failover.md) -------------------------------------------------------------------------------
 
     async def failover_options(self, item: Claimed) -> FailoverOptions:
@@ -615,7 +609,7 @@ class Pipeline:
             if (
                 channel not in channels
                 or not available(channel)
-                or not _can_address(self._address(channel), r)
+                or not can_address(self.config.channel_address(channel), r)
             ):
                 continue
             reason = f"改道发送：{d['channel']} 不可用 (failover from {d['channel']} #{d['id']}: {why})"
@@ -643,9 +637,9 @@ class Pipeline:
         for channel in options.group_channels:
             if channel not in channels:
                 continue
-            kind = self._address(channel)
+            kind = self.config.channel_address(channel)
             for person in people:
-                if not _can_address(kind, person):
+                if not can_address(kind, person):
                     continue
                 reason = (
                     f"{r['name']}离线，改由{self._group_labels(options.groups)}转告 "
@@ -1108,13 +1102,3 @@ def failover_chain(key: str, channel: str) -> tuple[str, set[str]]:
         tried.add(ch)
     tried.add(channel)
     return base, tried
-
-
-def _can_address(kind: str, recipient: Mapping[str, Any]) -> bool:
-    if kind == "phone":
-        return bool(recipient.get("phone"))
-    if kind == "terminal":
-        return bool(recipient.get("terminal_id"))
-    if kind == "push":
-        return bool(recipient.get("push_tokens"))
-    return True
