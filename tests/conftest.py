@@ -21,6 +21,9 @@ FIXTURES = ROOT / "tests" / "fixtures"
 CORPUS = ROOT.parent / "shared" / "corpus"
 # The CAP-CN fixtures describe 2024-07-12 05:30 (+08:00); tests run on a clock set just after that.
 FIXTURE_TIME = datetime(2024, 7, 11, 21, 31, tzinfo=UTC)
+# every config copy has this API token (an admin's): the API needs credentials on every route but /healthz
+TEST_TOKEN = "wd_tests-admin-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 
 
 # The example has no app-push subscriptions; tests of push rendering and fan-out give these four subscribers a
@@ -54,6 +57,8 @@ def make_config_copy(root: Path) -> Path:
     settings = yaml.safe_load((target / "warnd.yaml").read_text(encoding="utf-8"))
     settings["data_dir"] = str(root / "data")
     settings["templates"] = str(ROOT / "templates")
+    api = settings.setdefault("api", {})
+    api["tokens"] = [*api.get("tokens", []), {"name": "tests", "token": TEST_TOKEN}]
     (target / "warnd.yaml").write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
     own_mqtt_session(target)
     return target

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import cap_cn, edit_yaml
+from conftest import AUTH, cap_cn, edit_yaml
 from e2e.daemon import Daemon, cn_time, free_port, query
 from support.gateway import FakeSmsGateway
 
@@ -45,7 +45,7 @@ async def test_walkthrough_post_watch_cancel_reject_and_stop(config_dir: Path) -
     db = config_dir.parent / "data" / "warnd.db"
     await daemon.start()
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=AUTH) as http:
             async with http.post(f"{daemon.url}/api/v1/alerts", data=current_alert("wt-1")) as resp:
                 assert resp.status == 201
                 alert = await resp.json()
@@ -165,7 +165,7 @@ async def test_sigkill_mid_batch_loses_nothing(
     daemon = Daemon(config_dir, free_port())
     await daemon.start()
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=AUTH) as http:
             async with http.post(f"{daemon.url}/api/v1/alerts", data=current_alert("kill-1")) as resp:
                 assert resp.status == 201
                 alert_id = (await resp.json())["id"]
@@ -256,7 +256,7 @@ async def test_daemon_climbs_the_escalation_ladder_on_its_own_schedule(
     daemon = Daemon(config_dir, free_port())
     await daemon.start()
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=AUTH) as http:
             async with http.post(f"{daemon.url}/api/v1/alerts", data=current_alert("ladder-1")) as resp:
                 assert resp.status == 201
                 alert_id = (await resp.json())["id"]

@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from channels.webhook import sign
-from tests.conftest import cap_cn, edit_yaml
+from tests.conftest import AUTH, cap_cn, edit_yaml
 from tests.support.reports import postgres_refusals
 from warnd.api import make_web_app
 from warnd.app import App
@@ -51,7 +51,9 @@ async def ack_app(config_dir: Path, clock: FakeClock) -> AsyncIterator[App]:
 
 @pytest.fixture
 async def client(ack_app: App) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(make_web_app(ack_app), host="127.0.0.1", port=0)) as test_client:
+    async with TestClient(
+        TestServer(make_web_app(ack_app), host="127.0.0.1", port=0), headers=AUTH
+    ) as test_client:
         yield test_client
 
 
@@ -417,7 +419,7 @@ async def test_operator_records_a_call(ack_app: App, client: TestClient, clock: 
     assert response.status == 201, await response.text()
     ack = await response.json()
     assert ack["channel"] == "call" and ack["already"] is False
-    assert ack["recorded_by"].startswith("anonymous@")  # the example has no API token: the open demo API
+    assert ack["recorded_by"] == "token:tests"  # the principal of the API call
     assert ack["name"] == "王大山" and ack["phone"] == "138****0021"
     assert ack["note"] == "电话已确认，正在组织转移" and ack["at"] == "2024-07-12T05:38:00+08:00"
     [record] = await _audit(ack_app, "ack.record")
@@ -500,7 +502,7 @@ async def test_board_lists_pending_then_acknowledged(
     ]
     by = {a["name"]: a for a in board["acks"]}
     assert by["王大山"]["recorded_by"] == f"recipient:{by['王大山']['recipient_id']}"
-    assert by["张永福"]["recorded_by"].startswith("anonymous@") and by["张永福"]["note"] == "电话"
+    assert by["张永福"]["recorded_by"] == "token:tests" and by["张永福"]["note"] == "电话"
     assert all(a["phone"].count("*") == 4 for a in board["acks"])
 
     clock.advance(6 * 60)  # red: acknowledge within 5 minutes

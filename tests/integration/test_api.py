@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from conftest import cap_cn, edit_yaml
 
 from channels.webpush import WebPushChannel
+from tests.conftest import AUTH
 from warnd.api import make_web_app
 from warnd.app import App
 from warnd.clock import FakeClock
@@ -25,7 +26,9 @@ DISTRICT = "500228000000"  # 梁平区
 
 @pytest.fixture
 async def client(app: App) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0)) as test_client:
+    async with TestClient(
+        TestServer(make_web_app(app), host="127.0.0.1", port=0), headers=AUTH
+    ) as test_client:
         yield test_client
 
 
@@ -448,11 +451,11 @@ async def test_healthz(client: TestClient, app: App) -> None:
     assert data["channels"] == sorted(app.channels)
 
 
-async def test_open_api_audits_anonymous_principal(client: TestClient, app: App) -> None:
+async def test_post_is_audited_with_the_token_principal(client: TestClient, app: App) -> None:
     status, created = await post_cap(client, cap_cn())
     assert status == 201
     [entry] = [e for e in await app.store.audit_entries() if e["action"] == "alert.post"]
-    assert entry["actor"].startswith("anonymous@")
+    assert entry["actor"] == "token:tests"
     assert entry["target"] == str(created["id"])
     assert entry["detail"] == {"outcomes": ["created"]}
 
@@ -544,7 +547,9 @@ async def test_body_over_the_limit_is_413_json(config_dir: Path, clock: FakeCloc
     await application.start()
     try:
         assert application.config.api.max_body_bytes == limit
-        async with TestClient(TestServer(make_web_app(application), host="127.0.0.1", port=0)) as client:
+        async with TestClient(
+            TestServer(make_web_app(application), host="127.0.0.1", port=0), headers=AUTH
+        ) as client:
             small = cap_cn()
             assert len(small) < limit
             padded = small.replace(b"<note></note>", b"<note>" + "注".encode() * limit + b"</note>")

@@ -13,6 +13,7 @@ from conftest import cap_cn
 
 from channels.base import OutgoingMessage, Recipient
 from channels.mqtt_loudspeaker import MqttLoudspeakerSettings, command
+from tests.conftest import AUTH
 from warnd.api import make_web_app
 from warnd.app import App
 from warnd.audio import Speech
@@ -49,7 +50,7 @@ async def test_loudspeaker_deliveries_carry_audio_served_by_the_api(app: App) ->
     assert len(rows) == len(app.config.terminals)
     audio_files = list((app.config.data_dir / "audio").glob("*.wav"))
     assert len(audio_files) == 1  # one script for all three terminals, rendered once
-    async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0)) as client:
+    async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0), headers=AUTH) as client:
         resp = await client.get(f"/api/v1/audio/{audio_files[0].name}")
         assert resp.status == 200 and resp.content_type == "audio/wav"
         assert (await resp.read())[:4] == b"RIFF"

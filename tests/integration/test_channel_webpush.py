@@ -22,6 +22,7 @@ from channels.webpush import (
     parse_subscription,
     topic_for,
 )
+from tests.conftest import AUTH
 from tests.support.push import Device, WebPushService, new_vapid_key
 from warnd.app import App
 from warnd.clock import FakeClock
@@ -353,7 +354,9 @@ async def test_example_push_subscribes_with_the_served_key_and_delivers(
     app = App(load_config(config_dir), clock=clock)
     await app.start(channels=True)
     try:
-        async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0)) as client:
+        async with TestClient(
+            TestServer(make_web_app(app), host="127.0.0.1", port=0), headers=AUTH
+        ) as client:
             resp = await client.get("/api/v1/push/vapid-public-key")
             assert resp.status == 200
             key = (await resp.json())["channels"]["push"]

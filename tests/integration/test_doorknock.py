@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import FIXTURE_TIME, cap_cn
+from tests.conftest import AUTH, FIXTURE_TIME, cap_cn
 from tests.support.escalation import (
     CHEN,
     LI_XIUYING_PHONE,
@@ -81,7 +81,9 @@ async def app(config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock) -> As
 
 @pytest.fixture
 async def client(app: App) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0)) as test_client:
+    async with TestClient(
+        TestServer(make_web_app(app), host="127.0.0.1", port=0), headers=AUTH
+    ) as test_client:
         yield test_client
 
 
@@ -173,7 +175,7 @@ async def test_operator_records_a_result(app: App, client: TestClient, clock: Fa
     assert (
         household["result"] == "moved" and household["note"] == "已转移到村委会" and household["people"] == 2
     )
-    assert household["result_by"].startswith("anonymous@")
+    assert household["result_by"] == "token:tests"
     bad = await client.post(f"/api/v1/alerts/{alert_id}/doorknock/wn-3-15", json={"result": "gone"})
     assert bad.status == 400
     missing = await client.post(f"/api/v1/alerts/{alert_id}/doorknock/nobody", json={"result": "reached"})

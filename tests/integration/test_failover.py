@@ -14,6 +14,7 @@ from conftest import cap_cn, edit_yaml
 from support.gateway import FakeSmsGateway
 
 import channels
+from tests.conftest import AUTH
 from warnd.api import make_web_app
 from warnd.app import App
 from warnd.clock import FakeClock
@@ -98,7 +99,7 @@ async def test_gateway_down_red_warning_reaches_everyone_through_the_backup(
     assert len(await rows(app, red.alert_id, "sms_backup")) == 24
 
     # health: the breaker is open, the API and /healthz say so
-    async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0)) as client:
+    async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0), headers=AUTH) as client:
         health = await (await client.get("/api/v1/channels")).json()
         assert health["status"] == "degraded" and health["open"] == ["sms"]
         sms = next(c for c in health["channels"] if c["name"] == "sms")

@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from channels.webhook import sign
-from tests.conftest import cap_cn, edit_yaml
+from tests.conftest import AUTH, cap_cn, edit_yaml
 from tests.support.smsc import FakeSmsc
 from warnd.api import make_web_app
 from warnd.app import App
@@ -40,7 +40,9 @@ async def fb_app(config_dir: Path, clock: FakeClock) -> AsyncIterator[App]:
 
 @pytest.fixture
 async def client(fb_app: App) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(make_web_app(fb_app), host="127.0.0.1", port=0)) as test_client:
+    async with TestClient(
+        TestServer(make_web_app(fb_app), host="127.0.0.1", port=0), headers=AUTH
+    ) as test_client:
         yield test_client
 
 

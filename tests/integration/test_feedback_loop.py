@@ -21,7 +21,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from channels.webhook import sign
-from tests.conftest import cap_cn, edit_yaml
+from tests.conftest import AUTH, cap_cn, edit_yaml
 from tests.support.gateway import FakeSmsGateway
 from warnd.api import make_web_app
 from warnd.app import App
@@ -172,7 +172,9 @@ async def loop_app(
 
 @pytest.fixture
 async def client(loop_app: App) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(make_web_app(loop_app), host="127.0.0.1", port=0)) as test_client:
+    async with TestClient(
+        TestServer(make_web_app(loop_app), host="127.0.0.1", port=0), headers=AUTH
+    ) as test_client:
         yield test_client
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import cap_cn, edit_yaml
 
+from tests.conftest import AUTH
 from warnd.api import make_web_app
 from warnd.app import App
 from warnd.clock import FakeClock
@@ -193,7 +194,9 @@ async def env(config_dir: Path, clock: FakeClock) -> AsyncIterator[Env]:
         await application.start(channels=True)
         poller = FeedPoller(store=application.store, pipeline=application.pipeline, clock=application.clock)
         try:
-            async with TestClient(TestServer(make_web_app(application), host="127.0.0.1", port=0)) as api:
+            async with TestClient(
+                TestServer(make_web_app(application), host="127.0.0.1", port=0), headers=AUTH
+            ) as api:
                 yield Env(application, server, poller, api, clock)
         finally:
             await poller.close()

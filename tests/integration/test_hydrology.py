@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import FIXTURE_TIME
 
+from tests.conftest import AUTH
 from tests.support.server import LocalServer
 from warnd.api import make_web_app
 from warnd.app import App
@@ -152,7 +153,7 @@ async def test_flash_flood_prepare_then_evacuate_in_one_danger_zone(app: App, cl
 
 
 async def test_post_readings_api(app: App, clock: FakeClock) -> None:
-    async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0)) as client:
+    async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0), headers=AUTH) as client:
         await _post_readings(client, clock)
 
 

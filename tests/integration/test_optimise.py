@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import cap_cn, edit_yaml
+from tests.conftest import AUTH, cap_cn, edit_yaml
 from tests.support.gateway import FakeSmsGateway
 from tests.support.reports import (
     add_notice,
@@ -246,7 +246,7 @@ async def test_extra_segment_only_from_warning_deliveries(oapp: App, clock: Fake
 
 async def test_recommendations_since_a_local_time(oapp: App, clock: FakeClock) -> None:
     """An ISO ``since`` without an offset is local time (config.timezone, Asia/Shanghai) like everywhere else."""
-    async with TestClient(TestServer(make_web_app(oapp), host="127.0.0.1", port=0)) as client:
+    async with TestClient(TestServer(make_web_app(oapp), host="127.0.0.1", port=0), headers=AUTH) as client:
         resp = await client.get("/api/v1/recommendations", params={"since": "2024-07-12T05:30:00"})
         assert resp.status == 200
         assert (await resp.json())["since"] == "2024-07-12T05:30:00+08:00"
@@ -275,7 +275,7 @@ async def test_low_coverage_from_kept_reports_of_real_alerts_only(
     assert (
         kept is not None and kinds(kept["recommendations"], "low_coverage") == []
     )  # computed before it was kept
-    async with TestClient(TestServer(make_web_app(oapp), host="127.0.0.1", port=0)) as client:
+    async with TestClient(TestServer(make_web_app(oapp), host="127.0.0.1", port=0), headers=AUTH) as client:
         resp = await client.get("/api/v1/recommendations", params={"since": "30d"})
         assert resp.status == 200
         data = await resp.json()

@@ -24,7 +24,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, update
 
-from tests.conftest import cap_cn
+from tests.conftest import AUTH, cap_cn
 from tests.support.gateway import FakeSmsGateway
 from tests.support.reports import (
     add_ack,
@@ -305,7 +305,7 @@ async def test_person_covered_by_a_higher_alert_counts_as_covered_elsewhere(
 
 async def test_api_report_json_csv_and_unknown(rapp: App, clock: FakeClock) -> None:
     alert_id = await run_scenario(rapp, clock)
-    async with TestClient(TestServer(make_web_app(rapp), host="127.0.0.1", port=0)) as client:
+    async with TestClient(TestServer(make_web_app(rapp), host="127.0.0.1", port=0), headers=AUTH) as client:
         resp = await client.get(f"/api/v1/alerts/{alert_id}/report")
         assert resp.status == 200
         data = await resp.json()
@@ -421,7 +421,7 @@ async def test_keep_ended_keeps_drills_apart_idempotently(
         rows = {r.root_id: r.drill for r in await conn.execute(select(alert_reports))}
         assert (await conn.execute(select(func.count()).select_from(alert_reports))).scalar() == 2
     assert rows == {real.alert_id: False, drill.alert_id: True}
-    async with TestClient(TestServer(make_web_app(rapp), host="127.0.0.1", port=0)) as client:
+    async with TestClient(TestServer(make_web_app(rapp), host="127.0.0.1", port=0), headers=AUTH) as client:
         listed = await (await client.get("/api/v1/reports")).json()
         assert [r["root_id"] for r in listed["reports"]] == [real.alert_id] and listed["drill"] is False
         drills = await (await client.get("/api/v1/reports", params={"drill": "1"})).json()
