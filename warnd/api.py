@@ -1,14 +1,14 @@
 """The HTTP API under /api/v1 (JSON), plus /healthz.
 
-Authentication: machines send ``Authorization: Bearer <token>`` with a token from ``api.tokens`` in config
-(each from an environment variable). When no token is configured the API is open — for a laptop demo bound to
-127.0.0.1 only; the daemon logs a warning. Accounts, roles and sessions come with the console (issue 6) and plug
-into ``authenticate`` below. Every state-changing request is written to the audit log with who and from where.
+Authentication (docs/security.md, warnd/auth.py): every route but /healthz, the login, the signed-link pages
+(/a/, /k/) and the HMAC-signed receipt webhooks needs credentials — ``Authorization: Bearer <token>`` (a token
+from ``warnd tokens add`` or from ``api.tokens`` in config) or a console session cookie (with ``X-CSRF-Token``
+on state-changing requests). Then the route's minimum role in ``warnd.auth.PERMISSIONS`` decides; a route missing
+from that table is refused. Every state-changing request is written to the audit log with who and from where.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import Mapping
@@ -18,10 +18,12 @@ from aiohttp import web
 
 from channels.webhook import verify_signature
 from channels.webpush import WebPushChannel
-from warnd import __version__, api_acks, api_escalation, api_reports
+from warnd import __version__, api_acks, api_auth, api_escalation, api_reports
+from warnd.api_auth import clear_session_cookie
 from warnd.api_common import (
     APP_KEY,
     PRINCIPAL,
+    ROLE,
     Handler,
     error_response,
     int_param,
@@ -30,6 +32,18 @@ from warnd.api_common import (
     path_id,
 )
 from warnd.app import App
+from warnd.auth import (
+    CSRF_HEADER,
+    IDENTITY,
+    PUBLIC,
+    SESSION_COOKIE,
+    Accounts,
+    Identity,
+    access_for,
+    allows,
+    csrf_ok,
+    route_key,
+)
 from warnd.feeds import feed_health
 from warnd.hazards import COLOUR_LABELS, LEVEL_LABELS
 from warnd.hydro.readings import parse_pushed
@@ -40,18 +54,26 @@ from warnd.receipts import ADAPTER_KINDS, KINDS
 log = logging.getLogger("warnd.api")
 
 
-def authenticate(app: App, request: web.Request) -> str | None:
-    """The principal making the request, or None if it is not authenticated."""
-    tokens = [t for t in app.config.api.tokens if t.token]
-    if not tokens:
-        return f"anonymous@{request.remote}"
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        given = header[7:].strip().encode()
-        for token in tokens:
-            if hmac.compare_digest(given, token.token.encode()):
-                return f"token:{token.name}"
-    return None
+async def authenticate(app: App, request: web.Request) -> Identity | None:
+    """Who is making the request, or None if it is not authenticated: a bearer token (``Authorization: Bearer``,
+    which wins when sent) or the console session cookie."""
+    accounts = Accounts(app.store, app.clock, app.config.api.tokens)
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        return await accounts.bearer(value.strip()) if scheme.lower() == "bearer" else None
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return await accounts.session(cookie) if cookie else None
+
+
+def _unauthenticated(request: web.Request) -> web.Response:
+    response = error_response(
+        401, "authentication required: send Authorization: Bearer <token> or log in (POST /api/v1/session)"
+    )
+    response.headers["WWW-Authenticate"] = 'Bearer realm="warnd"'
+    if SESSION_COOKIE in request.cookies:  # an expired or ended session: the browser may forget it
+        clear_session_cookie(request, response)
+    return response
 
 
 FEEDBACK_PREFIX = "/api/v1/feedback/"
@@ -109,10 +131,27 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             )
         request[PRINCIPAL] = principal
         return await handler(request)
-    principal = authenticate(app, request)
-    if principal is None:
-        return error_response(401, "authentication required: send Authorization: Bearer <token>")
-    request[PRINCIPAL] = principal
+    key = route_key(request)  # None: no such route (404/405), answered to authenticated callers only
+    access = access_for(*key) if key else None
+    if access is not None and access.role == PUBLIC:  # the login
+        request[PRINCIPAL] = f"anonymous@{request.remote}"
+        return await handler(request)
+    identity = await authenticate(app, request)
+    if identity is None:
+        return _unauthenticated(request)
+    if not csrf_ok(identity, request):
+        return error_response(403, f"forbidden: a session's {request.method} needs the {CSRF_HEADER} header")
+    request[PRINCIPAL] = identity.principal
+    request[ROLE] = identity.role
+    request[IDENTITY] = identity
+    if key is None:
+        return await handler(request)
+    if access is None:  # every route must be in warnd.auth.PERMISSIONS: a forgotten one stays closed
+        log.error("route %s %s is not in warnd.auth.PERMISSIONS: refused", *key)
+        return error_response(403, "forbidden: route not in the permission table")
+    needed = access.needs(request.query)
+    if not allows(identity.role, needed):
+        return error_response(403, f"forbidden: needs role {needed}")
     return await handler(request)
 
 
@@ -555,7 +594,7 @@ def make_web_app(app: App) -> web.Application:
     web_app.router.add_get("/api/v1/channels", channels)
     web_app.router.add_post("/api/v1/readings", post_readings)
     # the feedback loop's routes come first: /api/v1/feedback/reply is theirs, not a receipt kind
-    for module in (api_acks, api_escalation, api_reports):
+    for module in (api_auth, api_acks, api_escalation, api_reports):
         module.add_routes(web_app.router)
     web_app.router.add_post(FEEDBACK_PREFIX + "{kind}", post_feedback)
     web_app.router.add_get("/api/v1/hydrology", hydrology)

@@ -33,6 +33,9 @@ PAGE_HEADERS = {
 
 APP_KEY: web.AppKey[App] = web.AppKey("warnd")
 PRINCIPAL: web.RequestKey[str] = web.RequestKey("principal", str)
+# the caller's role (viewer, operator, approver, admin; warnd/auth.py), set by the auth middleware on every route
+# that needs credentials
+ROLE: web.RequestKey[str] = web.RequestKey("role", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

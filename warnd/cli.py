@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from warnd import __version__, acks, escalation, report
+from warnd import __version__, acks, auth, escalation, report
 from warnd.config import Config, ConfigInvalid, load_config, parse_duration, parse_when
 from warnd.logs import configure_logging, mask_phone
 
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--limit", type=int, default=20)
 
     # the feedback loop's commands live beside their code: warnd ack, warnd doorknock, warnd report, ...
-    for module in (acks, escalation, report):
+    for module in (acks, escalation, report, auth):
         COMMANDS.update(module.add_cli(sub, common))
     return parser
 

@@ -185,6 +185,8 @@ class _Model(BaseModel):
 class ApiToken(_Model):
     name: str
     token: str  # write as ${ENV}; an empty value disables the entry
+    # what it may do (warnd/auth.py, docs/security.md): viewer < operator < approver < admin
+    role: Literal["viewer", "operator", "approver", "admin"] = "admin"
 
 
 class AudioSettings(_Model):

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from warnd.api import make_web_app
 from warnd.app import App
 from warnd.feeds import FeedPoller
+from warnd.store.auth import AuthStore
 
 log = logging.getLogger("warnd")
 EXPIRY_SWEEP_SECONDS = 30
@@ -65,8 +66,15 @@ async def _serve(app: App, host: str, port: int) -> None:
     resumed = await app.pipeline.resume()
     if resumed:
         log.info("finished %d interrupted fan-out(s)", len(resumed))
-    if not any(t.token for t in app.config.api.tokens):
-        log.warning("no API token configured: the API is open to anyone who can reach %s:%d", host, port)
+    accounts = AuthStore(app.store)
+    if not any(t.token for t in app.config.api.tokens) and not (
+        any(not u["disabled"] for u in await accounts.users())
+        or any(not t["revoked"] for t in await accounts.tokens())
+    ):
+        log.warning(
+            "no accounts or API tokens yet: nobody can use the API. Create the first admin with "
+            "`warnd users add NAME --role admin --password-stdin` or `warnd tokens add NAME --role admin`"
+        )
 
     # each poll also checks the feed's health: one WARNING when it goes stale, one INFO when it recovers
     poller = FeedPoller(

@@ -413,3 +413,48 @@ hydro_state = Table(
     Column("alert_ref", String(600)),  # "sender,identifier,sent" of the latest generated revision
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# --- accounts and access (warnd/auth.py, docs/security.md) ---------------------------------------------------
+
+# People who log in to the console: argon2id password hashes (never the password), one role of viewer < operator
+# < approver < admin. Disabled accounts stay for the audit trail; they cannot log in and their sessions end.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("password_hash", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("last_login_at", UTCDateTime),
+)
+
+# API tokens for machines (feeds pushing alerts, gateways): only the SHA-256 (hex) of the token is kept; the
+# token itself is printed once by `warnd tokens add`. Revoked tokens stay for the audit trail.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+# Console sessions: id = SHA-256 (hex) of the cookie value, so the table never holds a usable cookie; the CSRF
+# token every state-changing request of the session must echo in X-CSRF-Token; expires_at slides.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("remote", String(100)),
+    Index("ix_sessions_user_id", "user_id"),
+    Index("ix_sessions_expires_at", "expires_at"),
+)
