@@ -18,7 +18,7 @@ from aiohttp import web
 
 from channels.webhook import verify_signature
 from channels.webpush import WebPushChannel
-from warnd import __version__, api_acks, api_auth, api_escalation, api_reports
+from warnd import __version__, api_acks, api_auth, api_escalation, api_logs, api_reports
 from warnd.api_auth import clear_session_cookie
 from warnd.api_common import (
     APP_KEY,
@@ -594,7 +594,7 @@ def make_web_app(app: App) -> web.Application:
     web_app.router.add_get("/api/v1/channels", channels)
     web_app.router.add_post("/api/v1/readings", post_readings)
     # the feedback loop's routes come first: /api/v1/feedback/reply is theirs, not a receipt kind
-    for module in (api_auth, api_acks, api_escalation, api_reports):
+    for module in (api_auth, api_acks, api_escalation, api_reports, api_logs):
         module.add_routes(web_app.router)
     web_app.router.add_post(FEEDBACK_PREFIX + "{kind}", post_feedback)
     web_app.router.add_get("/api/v1/hydrology", hydrology)

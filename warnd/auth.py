@@ -123,6 +123,10 @@ PERMISSIONS: dict[tuple[str, str], Access] = {
     ("GET", "/api/v1/reports"): Access(VIEWER),
     ("GET", "/api/v1/reports/{root_id}"): Access(VIEWER),
     ("GET", "/api/v1/recommendations"): Access(VIEWER),
+    # delivery log review (warnd/api_logs.py): full phone numbers for an admin only; the CSV export
+    # (?format=csv) needs an operator, which the route checks (one raised role per entry)
+    ("GET", "/api/v1/deliveries"): Access(VIEWER, raised_by=(("phones", "full"),), raised_to=ADMIN),
+    ("GET", "/api/v1/recipients/{id}/history"): Access(VIEWER),
 }
 
 

@@ -40,11 +40,13 @@ from warnd.config import area_prefix
 from warnd.hazards import COLOUR_LABELS
 from warnd.receipts import PART_RANK, Verdict, classify, delivery_status, part_state
 from warnd.schema import (
+    acknowledgements,
     alerts,
     audit_log,
     deliveries,
     delivery_events,
     delivery_parts,
+    doorknocks,
     feed_entries,
     feed_state,
     gauge_readings,
@@ -1629,11 +1631,13 @@ class Store:
             select(
                 d.c.id,
                 d.c.alert_id,
+                a.c.root_id,
                 a.c.identifier,
                 a.c.event,
                 a.c.colour,
                 d.c.channel,
                 d.c.status,
+                d.c.recipient_id,
                 r.c.name.label("recipient"),
                 r.c.key.label("recipient_key"),
                 r.c.phone,
@@ -1664,10 +1668,22 @@ class Store:
         )
         if filters.get("alert_id") is not None:
             query = query.where(d.c.alert_id == filters["alert_id"])
+        if filters.get("alert_ids") is not None:  # a whole chain: every revision's id
+            query = query.where(d.c.alert_id.in_(list(filters["alert_ids"])))
+        if filters.get("recipient_id") is not None:
+            query = query.where(d.c.recipient_id == filters["recipient_id"])
+        if filters.get("purpose") == "warning":
+            query = query.where(is_warning(d))
+        elif filters.get("purpose") == "notice":  # notice:<escalation> and doorknock:<village>:<n>
+            query = query.where(d.c.purpose != "warning")
         if filters.get("channel"):
             query = query.where(d.c.channel == filters["channel"])
         if filters.get("status"):
-            query = query.where(d.c.status == filters["status"])
+            # SQLite without statistics would pick ix_deliveries_ready (status, ...) and sort every row of the
+            # status for each page; ``status || ''`` keeps it walking the primary key (keyset pages), which costs
+            # what the rows scanned cost whatever the page number. PostgreSQL's planner has statistics: untouched.
+            status = d.c.status.concat("") if self.is_sqlite else d.c.status
+            query = query.where(status == filters["status"])
         if filters.get("area"):
             query = query.where(_prefix_range(d.c.area_code, area_prefix(filters["area"])))
         if filters.get("since"):
@@ -1675,17 +1691,109 @@ class Store:
         if filters.get("until"):
             query = query.where(d.c.created_at < filters["until"])
         if filters.get("phone_suffix"):
-            query = query.where(r.c.phone.like(f"%{filters['phone_suffix']}"))
+            # the (much smaller) recipients table is searched first, then ix_deliveries_recipient finds their rows
+            query = query.where(
+                d.c.recipient_id.in_(
+                    select(r.c.id).where(r.c.phone.like(f"%{filters['phone_suffix']}")).scalar_subquery()
+                )
+            )
         return query
 
     async def deliveries_page(
-        self, filters: Mapping[str, Any], *, limit: int, after_id: int = 0
+        self, filters: Mapping[str, Any], *, limit: int, after_id: int = 0, descending: bool = False
     ) -> list[dict[str, Any]]:
-        query = (
-            self._log_query(filters).where(deliveries.c.id > after_id).order_by(deliveries.c.id).limit(limit)
-        )
+        """One keyset page of the delivery log: ``limit`` rows with an id above ``after_id``, oldest first; or,
+        ``descending``, newest first with an id below ``after_id`` (0: from the newest). The id is the primary
+        key (SQLite's rowid), so page N costs what page 1 does."""
         async with self.read() as conn:
-            return [dict(r._mapping) for r in await conn.execute(query)]
+            return [
+                dict(r._mapping)
+                for r in await conn.execute(self._log_page(filters, limit, after_id, descending))
+            ]
+
+    def _log_page(
+        self, filters: Mapping[str, Any], limit: int, after_id: int, descending: bool
+    ) -> Select[Any]:
+        d = deliveries
+        query = self._log_query(filters)
+        if descending:
+            if after_id:
+                query = query.where(d.c.id < after_id)
+            return query.order_by(d.c.id.desc()).limit(limit)
+        return query.where(d.c.id > after_id).order_by(d.c.id).limit(limit)
+
+    async def explain_log_page(
+        self, filters: Mapping[str, Any], *, limit: int, after_id: int = 0, descending: bool = False
+    ) -> list[str]:
+        """SQLite's EXPLAIN QUERY PLAN of a :meth:`deliveries_page` query (its detail lines), to check that it
+        walks the primary key instead of sorting the whole log. SQLite only."""
+        query = self._log_page(filters, limit, after_id, descending)
+        sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+        async with self.read() as conn:
+            return [str(r[-1]) for r in await conn.execute(text("EXPLAIN QUERY PLAN " + sql))]
+
+    async def recipient_history(
+        self, recipient_id: int, *, limit: int, after_id: int = 0
+    ) -> dict[str, Any] | None:
+        """One person's deliveries, newest first (a keyset page as :meth:`deliveries_page`), with their 叫应
+        (acknowledgements of the revisions on the page) and door-knock rows (of the chains on the page); None when
+        there is no such recipient. Both side lookups use the unique indexes (alert_id / root_id, recipient_id)."""
+        async with self.read() as conn:
+            person = (await conn.execute(select(recipients).where(recipients.c.id == recipient_id))).first()
+        if person is None:
+            return None
+        rows = await self.deliveries_page(
+            {"recipient_id": recipient_id}, limit=limit, after_id=after_id, descending=True
+        )
+        alert_ids = sorted({r["alert_id"] for r in rows})
+        root_ids = sorted({r["root_id"] or r["alert_id"] for r in rows})
+        acks: list[dict[str, Any]] = []
+        knocks: list[dict[str, Any]] = []
+        if rows:
+            ack, knock = acknowledgements, doorknocks
+            async with self.read() as conn:
+                acks = [
+                    dict(r._mapping)
+                    for r in await conn.execute(
+                        select(
+                            ack.c.id,
+                            ack.c.alert_id,
+                            ack.c.root_id,
+                            ack.c.delivery_id,
+                            ack.c.at,
+                            ack.c.channel,
+                            ack.c.recorded_by,
+                        )
+                        .where(ack.c.recipient_id == recipient_id, ack.c.alert_id.in_(alert_ids))
+                        .order_by(ack.c.at.desc(), ack.c.id.desc())
+                    )
+                ]
+                knocks = [
+                    dict(r._mapping)
+                    for r in await conn.execute(
+                        select(
+                            knock.c.id,
+                            knock.c.root_id,
+                            knock.c.alert_id,
+                            knock.c.area_code,
+                            knock.c.household,
+                            knock.c.reason,
+                            knock.c.added_at,
+                            knock.c.result,
+                            knock.c.result_at,
+                            knock.c.result_by,
+                            knock.c.note,
+                        )
+                        .where(knock.c.recipient_id == recipient_id, knock.c.root_id.in_(root_ids))
+                        .order_by(knock.c.added_at.desc(), knock.c.id.desc())
+                    )
+                ]
+        return {
+            "recipient": dict(person._mapping),
+            "deliveries": rows,
+            "acknowledgements": acks,
+            "doorknocks": knocks,
+        }
 
     async def delivery_events(self, delivery_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
         ids = list(delivery_ids)
