@@ -37,7 +37,6 @@ from warnd.auth import (
     IDENTITY,
     PUBLIC,
     SESSION_COOKIE,
-    Accounts,
     Identity,
     access_for,
     allows,
@@ -57,7 +56,7 @@ log = logging.getLogger("warnd.api")
 async def authenticate(app: App, request: web.Request) -> Identity | None:
     """Who is making the request, or None if it is not authenticated: a bearer token (``Authorization: Bearer``,
     which wins when sent) or the console session cookie."""
-    accounts = Accounts(app.store, app.clock, app.config.api.tokens)
+    accounts = app.accounts
     header = request.headers.get("Authorization")
     if header is not None:
         scheme, _, value = header.partition(" ")

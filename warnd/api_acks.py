@@ -29,6 +29,7 @@ from warnd.api_common import (
     json_response,
     path_id,
 )
+from warnd.cap.model import DRILL_STATUSES
 from warnd.hazards import COLOUR_LABELS
 from warnd.links import BadLink
 from warnd.logs import mask_phone
@@ -124,7 +125,7 @@ def _alert_card(view: LinkView, tz: tzinfo) -> str:
     ]
     if alert["area_desc"]:
         rows.append(("区域", alert["area_desc"]))
-    if alert["status"] in ("Exercise", "Test"):
+    if alert["status"] in DRILL_STATUSES:
         rows.insert(0, ("类别", "演练" if alert["status"] == "Exercise" else "测试"))
     body = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows if v)
     return (

@@ -25,10 +25,8 @@ from warnd.auth import (
     MAX_PASSWORD,
     ROLE_LABELS,
     SESSION_COOKIE,
-    Accounts,
     Identity,
 )
-from warnd.clock import Clock
 
 BAD_LOGIN = "用户名或密码错误 (wrong name or password)"
 
@@ -37,12 +35,6 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/api/v1/session", login)
     router.add_get("/api/v1/session", whoami)
     router.add_delete("/api/v1/session", logout)
-
-
-def accounts(request: web.Request) -> Accounts:
-    app = request.app[APP_KEY]
-    clock: Clock = app.clock
-    return Accounts(app.store, clock, app.config.api.tokens)
 
 
 def set_session_cookie(request: web.Request, response: web.StreamResponse, value: str) -> None:
@@ -86,7 +78,7 @@ async def login(request: web.Request) -> web.Response:
         return error_response(400, "name and password are required (strings)")
     if len(name) > 200 or len(password) > MAX_PASSWORD:
         return error_response(400, "name or password too long")
-    result = await accounts(request).login(name, password, remote=request.remote)
+    result = await request.app[APP_KEY].accounts.login(name, password, remote=request.remote)
     if result.outcome == "locked":
         minutes = int(LOGIN_WINDOW.total_seconds() // 60)
         return error_response(
@@ -116,7 +108,7 @@ async def logout(request: web.Request) -> web.Response:
         return error_response(
             400, "no session: this is an API token (revoke tokens with warnd tokens revoke NAME)"
         )
-    await accounts(request).logout(identity, remote=request.remote)
+    await request.app[APP_KEY].accounts.logout(identity, remote=request.remote)
     response = json_response({"logged_out": True, "user": identity.name})
     clear_session_cookie(request, response)
     return response

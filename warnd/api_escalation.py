@@ -38,7 +38,14 @@ from warnd.api_common import (
     json_response,
     path_id,
 )
-from warnd.escalation import RESULT_LABELS, VULNERABLE_LABELS, alert_title, doorknock_csv, valid_village
+from warnd.escalation import (
+    RESULT_LABELS,
+    VULNERABLE_LABELS,
+    alert_title,
+    doorknock_csv,
+    valid_village,
+    vulnerable_words,
+)
 from warnd.links import DOORKNOCK, BadLink
 from warnd.logs import mask_phone
 from warnd.store.escalation import RESULTS
@@ -166,7 +173,7 @@ async def doorknock_print(request: web.Request) -> web.Response:
                     )
                 row += (
                     f"<td>{_e(m['name'])}</td><td>{_e(m['phone'] or '')}</td>"
-                    f"<td>{_e(_flags(m['vulnerable']))}</td><td>{_e(m['reason'])}"
+                    f"<td>{_e(vulnerable_words(m['vulnerable']))}</td><td>{_e(m['reason'])}"
                     f"{_e(_informed_note(m))}</td>"
                 )
                 if i == 0:
@@ -371,10 +378,6 @@ def _informed_note(member: dict[str, Any]) -> str:
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _flags(flags: list[str]) -> str:
-    return "、".join(VULNERABLE_LABELS.get(f, f) for f in flags)
 
 
 def _time(value: datetime | None, tz: Any) -> str:

@@ -35,11 +35,12 @@ from warnd.app import App
 from warnd.auth import ADMIN, OPERATOR, allows
 from warnd.config import parse_when
 from warnd.logs import mask_phone, mask_text
+from warnd.store import FINAL
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 EXPORT_PAGE = 1000  # rows fetched per query while streaming a CSV export
-STATUSES = ("queued", "sent", "delivered", "failed", "failed_over", "suppressed", "superseded", "expired")
+STATUSES = ("queued", *FINAL)  # every delivery status
 PURPOSES = ("warning", "notice", "all")
 _CHANNEL = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _VILLAGE = re.compile(r"^[0-9]{2,12}$")
@@ -283,12 +284,7 @@ async def export_deliveries(request: web.Request) -> web.StreamResponse:
                 filters, limit=EXPORT_PAGE, after_id=after, descending=True
             )
             for row in page:
-                values = dict(row)
-                values["root_id"] = row["root_id"] or row["alert_id"]
-                values["area_name"] = app.config.area_name(row["area_code"])
-                if not full:
-                    values["phone"] = mask_phone(row["phone"])
-                    values["body"] = mask_text(row["body"] or "")
+                values = _item(app, row, unmask=full)
                 writer.writerow([_cell(values[column], app) for column, _ in CSV_COLUMNS])
             await response.write(buffer.getvalue().encode("utf-8"))
             rows += len(page)

@@ -12,6 +12,7 @@ from channels import adapter_class
 from channels.base import Channel
 from warnd.acks import Acknowledgements
 from warnd.audio import Speech
+from warnd.auth import Accounts
 from warnd.clock import Clock, SystemClock
 from warnd.config import Config, Subscriber, Terminal
 from warnd.dispatch import Dispatcher
@@ -146,6 +147,7 @@ class App:
         )
         self.reporter = Reporter(config=config, store=self.store, clock=self.clock)
         self.feedback.on_reply = self.acks.from_reply
+        self.accounts = Accounts(self.store, self.clock, config.api.tokens)  # people and machines (issue 6)
 
     async def start(self, *, migrate: bool = True, sync: bool = True, channels: bool = False) -> None:
         if migrate:

@@ -49,7 +49,6 @@ ROLE_LABELS = {VIEWER: "查看员", OPERATOR: "值班员", APPROVER: "审批人"
 PUBLIC = "public"  # no credentials at all: /healthz, the login
 LINK = "link"  # the signed token in the URL is the credential (/a/ 叫应, /k/ 敲门; the route checks it)
 SIGNED = "signed"  # an HMAC-signed webhook (X-Warnd-Signature with api.feedback_secrets[kind])
-OPEN_KINDS = (PUBLIC, LINK, SIGNED)
 
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024

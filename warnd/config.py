@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -515,9 +516,17 @@ class Config(_Model):
     def database_url(self) -> str:
         return self.database or f"sqlite+aiosqlite:///{self.data_dir / 'warnd.db'}"
 
+    @cached_property
+    def _validated_channels(self) -> dict[str, ChannelSettings]:
+        return {}
+
     def channel_settings(self, name: str) -> ChannelSettings:
-        settings = self.channels[name]
-        return adapter_class(settings["adapter"]).Settings.model_validate(settings)
+        """A channel's settings, validated by its adapter once (fan-out asks per delivery: ~13 µs a validation)."""
+        cache = self._validated_channels
+        if name not in cache:
+            settings = self.channels[name]
+            cache[name] = adapter_class(settings["adapter"]).Settings.model_validate(settings)
+        return cache[name]
 
     def channel_address(self, name: str) -> str:
         """What a channel sends to: phone | push | terminal | any (its ``address`` setting, else its adapter's)."""

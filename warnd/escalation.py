@@ -55,6 +55,13 @@ VULNERABLE_LABELS = {
     "bedridden": "卧床病人",
     "pregnant": "孕妇",
 }
+
+
+def vulnerable_words(flags: Sequence[str]) -> str:
+    """「独居老人、残疾人」: the flags as the door-knock list says them."""
+    return "、".join(VULNERABLE_LABELS.get(f, f) for f in flags)
+
+
 RESULT_LABELS = {
     "reached": "已通知到",
     "moved": "已转移",
@@ -955,7 +962,7 @@ def doorknock_csv(data: Mapping[str, Any], roles: Mapping[str, str], tz: Any) ->
                         m["name"],
                         m["phone"] or "",
                         roles.get(m["role"], m["role"]),
-                        "、".join(VULNERABLE_LABELS.get(f, f) for f in m["vulnerable"]),
+                        vulnerable_words(m["vulnerable"]),
                         m["reason"],
                         "是" if m["reached_by_message"] else "",
                         RESULT_LABELS.get(h["result"] or "", ""),
@@ -1023,7 +1030,7 @@ async def cmd_doorknock(config: Config, args: argparse.Namespace) -> int:
                             (h["address"] or "") if i == 0 else "",
                             m["name"],
                             m["phone"] or "",
-                            "、".join(VULNERABLE_LABELS.get(f, f) for f in m["vulnerable"]),
+                            vulnerable_words(m["vulnerable"]),
                             "已送达" if m["reached_by_message"] else "",
                             RESULT_LABELS.get(h["result"] or "", "") if i == 0 else "",
                             (h["result_by"] or "") if i == 0 else "",

@@ -160,6 +160,7 @@ def build_report(
         by_channel: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
         for r in rows:
             by_channel[r["channel"]].append(r)
+        fastest: list[float] = []  # each channel's fastest; the person's fastest is the least of them
         for name, own in by_channel.items():
             sub = _Person(own, rid in first_ack, None)
             _add(channels[name], {m: int(getattr(sub, m)) for m in CHANNEL_METRICS})
@@ -168,11 +169,11 @@ def build_report(
             ]
             if times:
                 reach_channel[name].append(min(times))
+                fastest.append(min(times))
         if not person.targeted:
             continue
-        times = [t for t in (reach_seconds(r) for r in rows if r["status"] != "suppressed") if t is not None]
-        if times:
-            reach_total.append(min(times))
+        if fastest:
+            reach_total.append(min(fastest))
         ack = first_ack.get(rid)
         if ack is not None:
             seconds = max(0.0, (ack["at"] - ack["received_at"]).total_seconds())

@@ -124,8 +124,9 @@ class Claimed:
     references: tuple[str, ...] = ()  # earlier sent deliveries' idempotency keys (Update/Cancel; see claim)
 
 
-def _covers(d: Any) -> Any:
-    """A delivery of an active warning covers its recipient, unless it is the note that it no longer does."""
+def covers(d: Any) -> Any:
+    """A delivery of an active warning covers its recipient, unless it is the note that it no longer does (and
+    unless it is a notice about the warning, not the warning)."""
     return and_(is_warning(d), or_(d.c.rules.is_(None), d.c.rules != NO_LONGER_APPLIES))
 
 
@@ -921,7 +922,7 @@ class Store:
                 has_it = select(d_other.c.recipient_id).where(
                     d_other.c.alert_id == other_id,
                     d_other.c.status.in_(("queued", *RECEIVED)),
-                    _covers(d_other),
+                    covers(d_other),
                 )
                 suppressed_here += await self._end_queued(
                     conn,
@@ -998,7 +999,7 @@ class Store:
                 return select(d_cover.c.recipient_id).where(
                     d_cover.c.alert_id.in_(list(ids)),
                     d_cover.c.status.in_(("queued", *RECEIVED)),
-                    _covers(d_cover),
+                    covers(d_cover),
                 )
 
             for alert_id, alert_root, rank in held:
@@ -1920,4 +1921,4 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-__all__ = ["AudienceQuery", "Claimed", "Feedback", "Store", "is_warning", "metadata", "reached"]
+__all__ = ["AudienceQuery", "Claimed", "Feedback", "Store", "covers", "is_warning", "metadata", "reached"]

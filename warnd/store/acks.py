@@ -23,10 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from warnd.cap.model import DRILL_STATUSES
 from warnd.schema import acknowledgements, alerts, audit_log, deliveries, recipients
-from warnd.store import NO_LONGER_APPLIES, NOT_SENT, Store, is_warning
+from warnd.store import NOT_SENT, Store, covers, is_warning
 
 CHANNELS = ("reply", "link", "call")
-# deliveries that never carried the warning to the person: nothing to acknowledge
 
 
 @dataclass(frozen=True)
@@ -110,9 +109,8 @@ def _ack(row: Mapping[str, Any], already: bool = False) -> Ack:
 def _obliging(d: Any = deliveries, a: Any = alerts, r: Any = recipients) -> Any:
     """A delivery that asked its person to acknowledge the warning (see the module docstring)."""
     return and_(
-        is_warning(d),
+        covers(d),
         d.c.ack_required.is_(True),
-        or_(d.c.rules.is_(None), d.c.rules != NO_LONGER_APPLIES),
         d.c.status.not_in(NOT_SENT),
         a.c.msg_type != "Cancel",
         r.c.kind == "person",
@@ -287,14 +285,7 @@ class AckStore:
             person = (await conn.execute(select(recipients).where(recipients.c.id == recipient_id))).first()
             if alert is None or person is None:
                 return None
-            latest = (
-                await conn.execute(
-                    select(alerts)
-                    .where(alerts.c.root_id == alert._mapping["root_id"])
-                    .order_by(alerts.c.id.desc())
-                    .limit(1)
-                )
-            ).first()
+            latest = await self.store.latest_in_chain(alert._mapping["root_id"])
             delivery_id = (
                 await conn.execute(
                     select(func.max(deliveries.c.id)).where(
@@ -314,7 +305,7 @@ class AckStore:
             ).first()
         return LinkTarget(
             alert=dict(alert._mapping),
-            latest=dict((latest or alert)._mapping),
+            latest=latest or dict(alert._mapping),
             recipient=dict(person._mapping),
             delivery_id=delivery_id,
             ack=_ack(dict(ack._mapping)) if ack else None,
@@ -338,8 +329,7 @@ class AckStore:
             .join(alerts, alerts.c.id == deliveries.c.alert_id)
             .where(
                 alerts.c.root_id == root_id,
-                is_warning(deliveries),
-                or_(deliveries.c.rules.is_(None), deliveries.c.rules != NO_LONGER_APPLIES),
+                covers(deliveries),
                 alerts.c.msg_type != "Cancel",
                 recipients.c.kind == "person",
                 by,

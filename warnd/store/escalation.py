@@ -30,7 +30,7 @@ from warnd.schema import (
     group_members,
     recipients,
 )
-from warnd.store import NO_LONGER_APPLIES, NOT_SENT, Store, is_warning, reached
+from warnd.store import NOT_SENT, Store, covers, is_warning, reached
 
 # what a door-knocker can record for a household
 RESULTS = ("reached", "moved", "not_home")
@@ -84,11 +84,7 @@ class Facts:
 
 def _carried(d: Any) -> Any:
     """A warning delivery that went, or is going, to its person (not a no-longer-applies note)."""
-    return and_(
-        is_warning(d),
-        d.c.status.not_in(NOT_SENT),
-        or_(d.c.rules.is_(None), d.c.rules != NO_LONGER_APPLIES),
-    )
+    return and_(covers(d), d.c.status.not_in(NOT_SENT))
 
 
 class EscalationStore:

@@ -26,18 +26,14 @@ from warnd.schema import (
     messages,
     recipients,
 )
-from warnd.store import NO_LONGER_APPLIES, Store, is_warning, reached
+from warnd.store import Store, covers, is_warning, reached
 
 ENDED = ("cancelled", "expired")
 
 
 def _counted(d: Any = deliveries, a: Any = alerts) -> Any:
     """A chain's warning deliveries as the report counts them (module docstring)."""
-    return and_(
-        is_warning(d),
-        or_(d.c.rules.is_(None), d.c.rules != NO_LONGER_APPLIES),
-        a.c.msg_type != "Cancel",
-    )
+    return and_(covers(d), a.c.msg_type != "Cancel")
 
 
 def _delivery_columns(sent_is_enough: Sequence[str]) -> list[Any]:
