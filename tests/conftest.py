@@ -24,6 +24,9 @@ FIXTURE_TIME = datetime(2024, 7, 11, 21, 31, tzinfo=UTC)
 # every config copy has this API token (an admin's): the API needs credentials on every route but /healthz
 TEST_TOKEN = "wd_tests-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
+# a second person: red / orange / whole-public broadcasts need an approval by someone other than the submitter
+APPROVER_TOKEN = "wd_tests-approver-token-0123456789abcdef"
+APPROVER_AUTH = {"Authorization": f"Bearer {APPROVER_TOKEN}"}
 
 
 # The example has no app-push subscriptions; tests of push rendering and fan-out give these four subscribers a
@@ -56,9 +59,15 @@ def make_config_copy(root: Path) -> Path:
     shutil.copytree(ROOT / "config", target)
     settings = yaml.safe_load((target / "warnd.yaml").read_text(encoding="utf-8"))
     settings["data_dir"] = str(root / "data")
-    settings["templates"] = str(ROOT / "templates")
+    # a copy: the console saves templates (PUT /api/v1/templates/…), which must never touch the project's own
+    shutil.copytree(ROOT / "templates", root / "templates", dirs_exist_ok=True)
+    settings["templates"] = str(root / "templates")
     api = settings.setdefault("api", {})
-    api["tokens"] = [*api.get("tokens", []), {"name": "tests", "token": TEST_TOKEN}]
+    api["tokens"] = [
+        *api.get("tokens", []),
+        {"name": "tests", "token": TEST_TOKEN},
+        {"name": "tests-approver", "token": APPROVER_TOKEN, "role": "approver"},
+    ]
     (target / "warnd.yaml").write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
     own_mqtt_session(target)
     return target

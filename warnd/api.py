@@ -18,18 +18,35 @@ from aiohttp import web
 
 from channels.webhook import verify_signature
 from channels.webpush import WebPushChannel
-from warnd import __version__, api_acks, api_auth, api_escalation, api_logs, api_reports
+from warnd import (
+    __version__,
+    api_acks,
+    api_admin,
+    api_auth,
+    api_board,
+    api_broadcasts,
+    api_console,
+    api_escalation,
+    api_logs,
+    api_openapi,
+    api_reports,
+)
 from warnd.api_auth import clear_session_cookie
 from warnd.api_common import (
     APP_KEY,
     PRINCIPAL,
     ROLE,
     Handler,
+    alert_json,
+    alert_response,
+    delivery_json,
     error_response,
+    feeds_health,
     int_param,
     json_list,
     json_response,
     path_id,
+    single_result,
 )
 from warnd.app import App
 from warnd.auth import (
@@ -43,11 +60,8 @@ from warnd.auth import (
     csrf_ok,
     route_key,
 )
-from warnd.feeds import feed_health
-from warnd.hazards import COLOUR_LABELS, LEVEL_LABELS
 from warnd.hydro.readings import parse_pushed
-from warnd.logs import mask_phone, mask_text
-from warnd.pipeline import BroadcastInvalid, BroadcastRequest, IngestResult
+from warnd.logs import mask_phone
 from warnd.receipts import ADAPTER_KINDS, KINDS
 
 log = logging.getLogger("warnd.api")
@@ -132,7 +146,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     key = route_key(request)  # None: no such route (404/405), answered to authenticated callers only
     access = access_for(*key) if key else None
-    if access is not None and access.role == PUBLIC:  # the login
+    if access is not None and access.role == PUBLIC:  # the login, the console's static shell
         request[PRINCIPAL] = f"anonymous@{request.remote}"
         return await handler(request)
     identity = await authenticate(app, request)
@@ -170,78 +184,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(500, "internal error; see the daemon log")
 
 
-def alert_json(row: Mapping[str, Any], counts: Mapping[str, int] | None = None) -> dict[str, Any]:
-    plan = row.get("rules") or {}
-    return {
-        "id": row["id"],
-        "identifier": row["identifier"],
-        "sender": row["sender"],
-        "sent": row["sent"],
-        "msg_type": row["msg_type"],
-        "status": row["status"],
-        "scope": row["scope"],
-        "profile": row["profile"],
-        "event": row["event"],
-        "hazard_code": row["hazard_code"],
-        "colour": row["colour"],
-        "colour_label": COLOUR_LABELS.get(row["colour"] or ""),
-        "level": row["level"],
-        "level_label": f"{LEVEL_LABELS[row['level']]}级" if row["level"] else None,
-        "headline": row["headline"],
-        "area_desc": row["area_desc"],
-        "effective": row["effective"],
-        "expires": row["expires"],
-        "state": row["state"],
-        "root_id": row["root_id"],
-        "previous_id": row["previous_id"],
-        "rules": plan.get("rules", []),
-        "fanout": row["fanout"],
-        "fanout_stats": row["fanout_stats"],
-        "received_at": row["received_at"],
-        "source": row["source"],
-        "deliveries": dict(counts or {}),
-    }
-
-
-def delivery_json(row: Mapping[str, Any], *, unmask: bool = False) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "alert_id": row["alert_id"],
-        "channel": row["channel"],
-        "status": row["status"],
-        "recipient": row["recipient"],
-        "phone": row["phone"] if unmask else mask_phone(row["phone"]),
-        "role": row["role"],
-        "area_code": row["area_code"],
-        # a superior's 叫应 notice names the person's phone in full (they must call): masked here like the rest
-        "body": row["body"] if unmask else mask_text(row["body"]),
-        "title": row["title"],
-        "segments": row["segments"],
-        "repeat": row["repeat"],
-        "attempts": row["attempts"],
-        "provider_message_id": row["provider_message_id"],
-        "error": row["error"],
-        "reason": row["reason"],
-        "level": row["level"],
-        "ack_required": row["ack_required"],
-        "ack_deadline": row["ack_deadline"],
-        "purpose": row["purpose"],  # warning, or a notice: notice:<escalation> / doorknock:<village>:<n>
-        "created_at": row["created_at"],
-        "sent_at": row["sent_at"],
-        "delivered_at": row["delivered_at"],
-        "updated_at": row["updated_at"],
-        "rules": row["rules"],
-        "suppressed_by": row["suppressed_by"],  # the alert chain that covered the recipient
-    }
-
-
-async def _alert_response(app: App, alert_id: int) -> dict[str, Any]:
-    row = await app.store.get_alert(alert_id)
-    assert row is not None
-    counts = await app.store.delivery_counts([alert_id])
-    return alert_json(row, counts.get(alert_id))
-
-
 async def post_alert(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     body = await request.read()
@@ -260,8 +202,8 @@ async def post_alert(request: web.Request) -> web.Response:
         remote=request.remote,
     )
     if len(results) == 1:
-        return await _single_result(app, results[0])
-    created = [await _alert_response(app, r.alert_id) for r in results if r.alert_id]
+        return await single_result(app, results[0])
+    created = [await alert_response(app, r.alert_id) for r in results if r.alert_id]
     rejected = [
         {"errors": r.errors, "quarantine_id": r.payload_id} for r in results if r.outcome == "rejected"
     ]
@@ -274,26 +216,6 @@ async def post_alert(request: web.Request) -> web.Response:
     else:
         status = 200 if created else 400  # duplicates only / nothing usable
     return json_response({"alerts": created, "rejected": rejected, "held": held}, status=status, tz=app.tz)
-
-
-async def _single_result(app: App, result: IngestResult) -> web.Response:
-    if result.outcome == "rejected":
-        return error_response(
-            400, "; ".join(result.errors), errors=result.errors, quarantine_id=result.payload_id
-        )
-    if result.outcome == "held":  # an Update/Cancel before its original: applied when that arrives
-        return json_response(
-            {"held": True, "payload_id": result.payload_id, "warnings": result.warnings},
-            status=202,
-            tz=app.tz,
-        )
-    assert result.alert_id is not None
-    data = await _alert_response(app, result.alert_id)
-    data["warnings"] = result.warnings
-    if result.outcome == "duplicate":
-        data["duplicate"] = True
-        return json_response(data, status=200, tz=app.tz)
-    return json_response(data, status=201 if data["fanout"] == "done" else 202, tz=app.tz)
 
 
 async def post_readings(request: web.Request) -> web.Response:
@@ -463,80 +385,17 @@ async def alert_deliveries(request: web.Request) -> web.Response:
     return json_response({"alert_id": alert_id, "deliveries": items, "next_after": next_after}, tz=app.tz)
 
 
-async def post_broadcast(request: web.Request) -> web.Response:
-    app = request.app[APP_KEY]
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return error_response(400, "body must be JSON")
-    if not isinstance(body, dict):
-        return error_response(400, "body must be a JSON object")
-    allowed = {"areas", "groups", "channels", "hazard", "colour", "text", "headline", "status", "expires_in"}
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        return error_response(
-            400, f"unknown field(s): {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
-        )
-    try:
-        req = BroadcastRequest(
-            channels=_str_list(body, "channels"),
-            areas=_str_list(body, "areas"),
-            groups=_str_list(body, "groups"),
-            hazard=_opt_str(body, "hazard"),
-            colour=_opt_str(body, "colour"),
-            text=_opt_str(body, "text"),
-            headline=_opt_str(body, "headline"),
-            status=_opt_str(body, "status") or "Actual",
-            expires_in=float(body.get("expires_in", 6 * 3600)),
-            actor=request[PRINCIPAL],
-        )
-        result = await app.pipeline.broadcast(req)
-    except (BroadcastInvalid, ValueError, TypeError) as exc:
-        return error_response(400, str(exc))
-    await app.store.audit(
-        app.clock.now(),
-        request[PRINCIPAL],
-        "broadcast.send",
-        target=str(result.alert_id),
-        detail=body,
-        remote=request.remote,
-    )
-    return await _single_result(app, result)
-
-
-def _str_list(body: Mapping[str, Any], key: str) -> list[str]:
-    value = body.get(key, [])
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
-        raise ValueError(f"{key} must be a list of strings")
-    return [str(v) for v in value]
-
-
-def _opt_str(body: Mapping[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"{key} must be a string")
-    return value
-
-
 async def quarantine(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     rows = await app.store.quarantine(limit=int_param(request, "limit", 100, maximum=1000) or 100)
     return json_response({"quarantine": rows}, tz=app.tz)
 
 
-async def _feed_health(app: App) -> list[dict[str, Any]]:
-    states = {s["name"]: s for s in await app.store.all_feed_states()}
-    now = app.clock.now()
-    return [feed_health(f, states.get(f.name), now, app.started_at) for f in app.config.feeds]
-
-
 async def feeds(request: web.Request) -> web.Response:
     """Per configured feed: state (ok / failing / stale / never polled / disabled), last success and error,
     failures in a row, items, latency, the backoff and next try; ``status`` is "degraded" if any is stale."""
     app = request.app[APP_KEY]
-    out = await _feed_health(app)
+    out = await feeds_health(app)
     stale = [f["name"] for f in out if f["stale"]]
     return json_response({"status": "degraded" if stale else "ok", "stale": stale, "feeds": out}, tz=app.tz)
 
@@ -562,7 +421,7 @@ async def healthz(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     try:
         await app.store.recipient_count()
-        stale = [f["name"] for f in await _feed_health(app) if f["stale"]]
+        stale = [f["name"] for f in await feeds_health(app) if f["stale"]]
     except Exception as exc:
         return json_response({"status": "error", "database": str(exc)}, status=503)
     open_breakers = app.dispatcher.health.open_breakers()
@@ -587,14 +446,25 @@ def make_web_app(app: App) -> web.Application:
     web_app.router.add_get("/api/v1/alerts", list_alerts)
     web_app.router.add_get("/api/v1/alerts/{id}", get_alert)
     web_app.router.add_get("/api/v1/alerts/{id}/deliveries", alert_deliveries)
-    web_app.router.add_post("/api/v1/broadcasts", post_broadcast)
     web_app.router.add_get("/api/v1/quarantine", quarantine)
     web_app.router.add_get("/api/v1/feeds", feeds)
     web_app.router.add_get("/api/v1/channels", channels)
     web_app.router.add_post("/api/v1/readings", post_readings)
     # the feedback loop's routes come first: /api/v1/feedback/reply is theirs, not a receipt kind
-    for module in (api_auth, api_acks, api_escalation, api_reports, api_logs):
+    for module in (
+        api_auth,
+        api_acks,
+        api_broadcasts,
+        api_escalation,
+        api_reports,
+        api_logs,
+        api_console,
+        api_openapi,
+        api_board,
+        api_admin,
+    ):
         module.add_routes(web_app.router)
+    web_app.on_shutdown.append(api_board.on_shutdown)  # ends the live board's event streams
     web_app.router.add_post(FEEDBACK_PREFIX + "{kind}", post_feedback)
     web_app.router.add_get("/api/v1/hydrology", hydrology)
     web_app.router.add_get("/api/v1/audio/{name}", audio)

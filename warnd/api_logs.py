@@ -30,7 +30,15 @@ from typing import Any
 
 from aiohttp import web
 
-from warnd.api_common import APP_KEY, PRINCIPAL, ROLE, error_response, json_response, path_id
+from warnd.api_common import (
+    APP_KEY,
+    PRINCIPAL,
+    ROLE,
+    error_response,
+    json_response,
+    path_id,
+    spreadsheet_safe,
+)
 from warnd.app import App
 from warnd.auth import ADMIN, OPERATOR, allows
 from warnd.config import parse_when
@@ -45,9 +53,6 @@ PURPOSES = ("warning", "notice", "all")
 _CHANNEL = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _VILLAGE = re.compile(r"^[0-9]{2,12}$")
 _PHONE_SUFFIX = re.compile(r"^[0-9]{3,11}$")
-# a CSV cell a spreadsheet would run as a formula: prefixed with ' (a plain signed number, e.g. +86…, is left)
-_FORMULA = re.compile(r"^[=+\-@\t\r]")
-_SIGNED_NUMBER = re.compile(r"^[+-][0-9*]+$")
 
 # (column, header: Chinese first, then the English field name)
 CSV_COLUMNS = (
@@ -84,6 +89,11 @@ class BadParameter(Exception):
         self.name = name
 
 
+def _digits(raw: str) -> bool:
+    """ASCII digits only: str.isdigit() is also true of "²" and other digits int() refuses."""
+    return raw.isascii() and raw.isdigit()
+
+
 def _bad(exc: BadParameter) -> web.Response:
     return error_response(400, str(exc), parameter=exc.name)
 
@@ -92,7 +102,7 @@ def _limit(request: web.Request) -> int:
     raw = request.query.get("limit")
     if raw in (None, ""):
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not _digits(raw) or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadParameter("limit", f"须为 1–{MAX_LIMIT} 的整数 (an integer from 1 to {MAX_LIMIT})")
     return int(raw)
 
@@ -101,7 +111,7 @@ def _after(request: web.Request) -> int:
     raw = request.query.get("after")
     if raw in (None, ""):
         return 0
-    if not raw.isdigit() or len(raw) > 18:
+    if not _digits(raw) or len(raw) > 18:
         raise BadParameter("after", "须为上一页的 next_after (a delivery id: a non-negative integer)")
     return int(raw)
 
@@ -121,7 +131,7 @@ async def log_filters(app: App, request: web.Request) -> tuple[dict[str, Any], d
     given: dict[str, str] = {}
     alert = query.get("alert", "")
     if alert:
-        if not alert.isdigit() or len(alert) > 18:
+        if not _digits(alert) or len(alert) > 18:
             raise BadParameter("alert", "须为预警编号 (an alert id: an integer)")
         row = await app.store.get_alert(int(alert))
         if row is None:
@@ -229,10 +239,7 @@ def _cell(value: Any, app: App) -> str:
         return ""
     if isinstance(value, datetime):
         return value.astimezone(app.tz).isoformat()
-    text = str(value)
-    if _FORMULA.match(text) and not _SIGNED_NUMBER.match(text):
-        return "'" + text
-    return text
+    return spreadsheet_safe(str(value))
 
 
 async def export_deliveries(request: web.Request) -> web.StreamResponse:

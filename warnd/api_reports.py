@@ -64,7 +64,7 @@ async def recommendations(request: web.Request) -> web.Response:
     alert_id = int_param(request, "alert", None, maximum=2**31)
     try:
         since = parse_when(request.query.get("since"), app.clock.now(), app.tz)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a duration reaching before year 1
         return error_response(400, "since must be a duration (30d, 12h) or an ISO time")
     if since is None and alert_id is None:
         since = app.reporter.default_since()

@@ -13,6 +13,8 @@ from channels.base import Channel
 from warnd.acks import Acknowledgements
 from warnd.audio import Speech
 from warnd.auth import Accounts
+from warnd.board import LiveBoard
+from warnd.broadcasts import Broadcasts
 from warnd.clock import Clock, SystemClock
 from warnd.config import Config, Subscriber, Terminal
 from warnd.dispatch import Dispatcher
@@ -146,8 +148,13 @@ class App:
             config=config, store=self.store, pipeline=self.pipeline, clock=self.clock, links=self.links
         )
         self.reporter = Reporter(config=config, store=self.store, clock=self.clock)
+        self.board = LiveBoard(config=config, store=self.store, clock=self.clock, escalator=self.escalator)
         self.feedback.on_reply = self.acks.from_reply
         self.accounts = Accounts(self.store, self.clock, config.api.tokens)  # people and machines (issue 6)
+        # the composer's drafts and their two-person approval
+        self.broadcasts = Broadcasts(
+            config=config, store=self.store, pipeline=self.pipeline, clock=self.clock, channels=self.channels
+        )
 
     async def start(self, *, migrate: bool = True, sync: bool = True, channels: bool = False) -> None:
         if migrate:

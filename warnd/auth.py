@@ -37,7 +37,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from warnd.clock import Clock
-from warnd.config import ApiToken, Config
+from warnd.config import ApiToken, Config, normalise_phone
+from warnd.logs import mask_phone
 from warnd.store import Store
 from warnd.store.auth import LOGIN_FAILED, AuthStore, NameTaken
 
@@ -46,7 +47,7 @@ RANK = {role: rank for rank, role in enumerate(ROLES)}
 ROLE_LABELS = {VIEWER: "查看员", OPERATOR: "值班员", APPROVER: "审批人", ADMIN: "管理员"}
 
 # route kinds that need no role: the middleware lets them through on their own terms
-PUBLIC = "public"  # no credentials at all: /healthz, the login
+PUBLIC = "public"  # no credentials at all: /healthz, the login, the console's static files
 LINK = "link"  # the signed token in the URL is the credential (/a/ 叫应, /k/ 敲门; the route checks it)
 SIGNED = "signed"  # an HMAC-signed webhook (X-Warnd-Signature with api.feedback_secrets[kind])
 
@@ -93,7 +94,6 @@ PERMISSIONS: dict[tuple[str, str], Access] = {
     ("POST", "/api/v1/alerts"): Access(OPERATOR),
     ("GET", "/api/v1/alerts/{id}"): Access(VIEWER),
     ("GET", "/api/v1/alerts/{id}/deliveries"): Access(VIEWER),
-    ("POST", "/api/v1/broadcasts"): Access(OPERATOR),
     ("GET", "/api/v1/quarantine"): Access(VIEWER),
     ("GET", "/api/v1/feeds"): Access(VIEWER),
     ("GET", "/api/v1/channels"): Access(VIEWER),
@@ -102,6 +102,17 @@ PERMISSIONS: dict[tuple[str, str], Access] = {
     ("GET", "/api/v1/audio/{name}"): Access(VIEWER),
     ("GET", "/api/v1/push/vapid-public-key"): Access(VIEWER),
     ("POST", "/api/v1/feedback/{kind}"): Access(SIGNED),
+    # the broadcast composer and two-person approval (warnd/api_broadcasts.py): the submitter never approves
+    ("GET", "/api/v1/composer"): Access(VIEWER),
+    ("POST", "/api/v1/broadcasts/preview"): Access(OPERATOR),
+    ("POST", "/api/v1/broadcasts"): Access(OPERATOR),
+    ("GET", "/api/v1/broadcasts"): Access(VIEWER),
+    ("GET", "/api/v1/broadcasts/{id}"): Access(VIEWER),
+    ("POST", "/api/v1/broadcasts/{id}/approve"): Access(APPROVER),
+    ("POST", "/api/v1/broadcasts/{id}/reject"): Access(APPROVER),
+    ("POST", "/api/v1/broadcasts/{id}/withdraw"): Access(OPERATOR),
+    ("POST", "/api/v1/alerts/{id}/update"): Access(OPERATOR),
+    ("POST", "/api/v1/alerts/{id}/cancel"): Access(OPERATOR),
     # 叫应 (warnd/api_acks.py)
     ("GET", "/a/{token}"): Access(LINK),
     ("POST", "/a/{token}"): Access(LINK),
@@ -126,6 +137,36 @@ PERMISSIONS: dict[tuple[str, str], Access] = {
     # (?format=csv) needs an operator, which the route checks (one raised role per entry)
     ("GET", "/api/v1/deliveries"): Access(VIEWER, raised_by=(("phones", "full"),), raised_to=ADMIN),
     ("GET", "/api/v1/recipients/{id}/history"): Access(VIEWER),
+    # the live board, its event stream, an alert's timeline and the dashboard (warnd/api_board.py)
+    ("GET", "/api/v1/board"): Access(VIEWER),
+    ("GET", "/api/v1/events"): Access(VIEWER),
+    ("GET", "/api/v1/alerts/{id}/timeline"): Access(VIEWER),
+    ("GET", "/api/v1/dashboard"): Access(VIEWER),
+    # subscribers, templates and config sections (warnd/api_admin.py, docs/admin.md): reading is the viewer's,
+    # full phone numbers the admin's (?phones=full); subscribers are edited, imported and exported by an operator,
+    # templates previewed by an operator and saved by an admin; config sections saved by an admin
+    ("GET", "/api/v1/subscribers"): Access(VIEWER, raised_by=(("phones", "full"),), raised_to=ADMIN),
+    ("POST", "/api/v1/subscribers"): Access(OPERATOR),
+    ("GET", "/api/v1/subscribers/export.csv"): Access(
+        OPERATOR, raised_by=(("phones", "full"),), raised_to=ADMIN
+    ),
+    ("POST", "/api/v1/subscribers/import"): Access(OPERATOR),
+    ("GET", "/api/v1/subscribers/{id}"): Access(VIEWER, raised_by=(("phones", "full"),), raised_to=ADMIN),
+    ("PUT", "/api/v1/subscribers/{id}"): Access(OPERATOR),
+    ("DELETE", "/api/v1/subscribers/{id}"): Access(OPERATOR),
+    ("GET", "/api/v1/templates"): Access(VIEWER),
+    ("POST", "/api/v1/templates/preview"): Access(OPERATOR),
+    ("PUT", "/api/v1/templates/{language}/{name}"): Access(ADMIN),
+    ("GET", "/api/v1/config/{section}"): Access(VIEWER),
+    ("PUT", "/api/v1/config/{section}"): Access(ADMIN),
+    # this API's OpenAPI document (warnd/api_openapi.py)
+    ("GET", "/api/v1/openapi.json"): Access(VIEWER),
+    # the operator console's static shell (warnd/api_console.py): it holds no data, every API call it makes
+    # needs the session; / and /console redirect to /console/
+    ("GET", "/"): Access(PUBLIC),
+    ("GET", "/console"): Access(PUBLIC),
+    ("GET", "/console/"): Access(PUBLIC),
+    ("GET", "/console/{path}"): Access(PUBLIC),
 }
 
 
@@ -271,11 +312,24 @@ class Accounts:
     # --- managing -----------------------------------------------------------------------------------------------
 
     async def add_user(
-        self, name: str, password: str, role: str, *, actor: str, remote: str | None = None
+        self,
+        name: str,
+        password: str,
+        role: str,
+        *,
+        actor: str,
+        remote: str | None = None,
+        phone: str | None = None,
     ) -> int:
+        """``phone``: where an approver is told of drafts waiting for them (warnd/broadcasts.py)."""
         problem = name_problem(name) or role_problem(role) or password_problem(password)
         if problem:
             raise AccountError(problem)
+        if phone is not None:
+            try:
+                phone = normalise_phone(phone)
+            except ValueError as exc:
+                raise AccountError(f"phone: {exc}") from None
         password_hash = await asyncio.to_thread(hash_password, password)
         try:
             return await self.db.add_user(
@@ -285,6 +339,7 @@ class Accounts:
                 now=self.clock.now(),
                 actor=actor,
                 remote=remote,
+                phone=phone,
             )
         except NameTaken:
             raise AccountError(f"用户 {name} 已存在 (user exists)") from None
@@ -456,6 +511,9 @@ def add_cli(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
     add.add_argument("name", metavar="NAME")
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument(
+        "--phone", help="mobile number: approvers and admins are told by SMS of drafts to approve"
+    )
+    add.add_argument(
         "--password-stdin",
         action="store_true",
         help="read the password from the first line of stdin (otherwise: asked twice on the terminal)",
@@ -519,7 +577,7 @@ async def cmd_users(config: Config, args: argparse.Namespace) -> int:
     try:
         if args.users_command == "add":
             try:
-                await accounts.add_user(args.name, password, args.role, actor=actor(args))
+                await accounts.add_user(args.name, password, args.role, actor=actor(args), phone=args.phone)
             except AccountError as exc:
                 print(f"warnd users add: {exc}", file=sys.stderr)
                 return 1
@@ -536,13 +594,14 @@ async def cmd_users(config: Config, args: argparse.Namespace) -> int:
                 [
                     u["name"],
                     u["role"],
+                    mask_phone(u["phone"]) if u["phone"] else "",
                     "disabled" if u["disabled"] else "active",
                     _when(u["created_at"], config),
                     _when(u["last_login_at"], config),
                 ]
                 for u in await accounts.db.users()
             ]
-            print_table(("name", "role", "state", "created", "last_login"), rows)
+            print_table(("name", "role", "phone", "state", "created", "last_login"), rows)
         return 0
     finally:
         await accounts.store.close()

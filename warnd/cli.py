@@ -349,6 +349,9 @@ async def cmd_broadcast(config: Config, args: argparse.Namespace) -> int:
                 "hazard": args.hazard,
                 "colour": args.colour,
                 "status": request.status,
+                # the console and the API ask a second person for red / orange / whole-public drafts; the command
+                # line on the server is the break-glass path (docs/console.md), marked as such in the audit log
+                "approval": "none: command line on the server",
             },
         )
         if args.send:
@@ -390,7 +393,18 @@ async def cmd_subscribers(config: Config, args: argparse.Namespace) -> int:
         try:
             with open_csv(args.file) as handle:
                 result = await app.store.upsert_recipients(
-                    validated_chunks(handle, report, groups=config.groups, roles=config.roles),
+                    validated_chunks(
+                        handle,
+                        report,
+                        groups=config.groups,
+                        roles=config.roles,
+                        # an import never takes over a person defined in config (the next start would undo it)
+                        reserved={
+                            p.phone: "defined in config (edit it there)"
+                            for p in config.subscribers
+                            if p.phone
+                        },
+                    ),
                     source="import",
                     now=app.clock.now(),
                 )

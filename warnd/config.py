@@ -208,6 +208,12 @@ class ApiSettings(_Model):
     # receipt webhooks POST /api/v1/feedback/{kind}: HMAC secret per kind (sms, push, loudspeaker), written as
     # ${ENV}; an empty or missing secret turns that kind's webhook off (docs/feedback.md)
     feedback_secrets: dict[str, str] = {}
+    # the live board (GET /api/v1/board, the event stream GET /api/v1/events) is computed at most this often
+    # however many people watch it (docs/board.md)
+    live_every: Duration = Field(2.0, gt=0)
+    # a draft waiting for a second person's approval (warnd/broadcasts.py) is sent by SMS on this channel to
+    # every approver and admin with a phone on file (`warnd users add … --phone`); unset: the console only
+    approval_notify_channel: str | None = None
 
 
 class DispatchSettings(_Model):
@@ -885,6 +891,9 @@ def _cross_check(config: Config, where: _Where) -> list[ConfigError]:
                         f"rules[{at('rules', r)}].escalation.resend[{c}]",
                         f"unknown channel {channel!r}",
                     )
+    notify = config.api.approval_notify_channel
+    if notify is not None and notify not in known_channels:
+        err("api", "api.approval_notify_channel", f"unknown channel {notify!r}")
     if any(rule.escalation for rule in config.rules):
         for c, channel in enumerate(config.feedback.notice_channels):
             if channel not in known_channels:

@@ -66,6 +66,9 @@ async def _serve(app: App, host: str, port: int) -> None:
     resumed = await app.pipeline.resume()
     if resumed:
         log.info("finished %d interrupted fan-out(s)", len(resumed))
+    approved = await app.broadcasts.resume()
+    if approved:
+        log.info("finished sending %d approved broadcast(s) a crash interrupted", len(approved))
     accounts = AuthStore(app.store)
     if not any(t.token for t in app.config.api.tokens) and not (
         any(not u["disabled"] for u in await accounts.users())

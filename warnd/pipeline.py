@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,6 +69,46 @@ class BroadcastRequest:
     headline: str | None = None
     status: str = "Actual"
     expires_in: float = 6 * 3600
+    # fixed by the broadcasts row (warnd/broadcasts.py), so sending again after a crash makes the same alert
+    identifier: str | None = None
+    sent: datetime | None = None
+
+
+@dataclass
+class RevisionRequest:
+    """An operator's Update or Cancel (解除) of an alert chain, in warnd's name, referencing its latest
+    revision. Unset fields keep the chain's values."""
+
+    alert_id: int
+    msg_type: str  # Update | Cancel
+    actor: str
+    headline: str | None = None
+    text: str | None = None
+    colour: str | None = None
+    expires_in: float | None = None
+    identifier: str | None = None
+    sent: datetime | None = None
+
+
+@dataclass
+class Draft:
+    """A message an operator composed, built as CAP but not yet accepted: what preview renders and counts, and
+    what is sent once approved. ``plan`` None: the rules decide (an Update of a rules-matched chain, a Cancel)."""
+
+    parsed: ParsedAlert
+    plan: Plan | None
+    previous: dict[str, Any] | None = None
+
+
+@dataclass
+class ChannelPreview:
+    channel: str
+    style: str
+    body: str
+    title: str | None
+    segments: int
+    chars: int
+    recipients: int
 
 
 class BroadcastInvalid(ValueError):
@@ -463,23 +503,8 @@ class Pipeline:
         per_recipient = previous is not None and row["msg_type"] == "Update"
         chunk_size = self.config.dispatch.fanout_chunk
         for target in plan.targets:
-            query = AudienceQuery(
-                groups=target.groups,
-                roles=self._group_roles(target.groups),
-                address=self.config.channel_address(target.channel),
-                area_prefixes=area.prefixes,
-                area_ancestors=area.ancestors,
-                bbox=area.bbox(),
-                rule_prefixes=target.rule_prefixes,
-                everywhere=plan.everywhere,
-            )
-            after = 0
-            while chunk := await self.store.audience_chunk(query, after, chunk_size):
-                after = chunk[-1]["id"]
-                inside = [
-                    r for r in chunk if plan.everywhere or area.contains(r["area_code"], r["lat"], r["lon"])
-                ]
-                stats["outside_area"] += len(chunk) - len(inside)
+            async for inside, outside in self._audience(target, plan, area):
+                stats["outside_area"] += outside
                 had = (
                     await self.store.known_among(earlier, [r["id"] for r in inside])
                     if per_recipient
@@ -545,6 +570,28 @@ class Pipeline:
             log.info("resuming fan-out of alert %s", alert_id)
             await self.fanout(alert_id)
         return pending
+
+    async def _audience(
+        self, target: PlannedTarget, plan: Plan, area: AlertArea
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], int]]:
+        """The target's recipients inside the alert's area, chunk by chunk: (inside, how many were outside)."""
+        query = AudienceQuery(
+            groups=target.groups,
+            roles=self._group_roles(target.groups),
+            address=self.config.channel_address(target.channel),
+            area_prefixes=area.prefixes,
+            area_ancestors=area.ancestors,
+            bbox=area.bbox(),
+            rule_prefixes=target.rule_prefixes,
+            everywhere=plan.everywhere,
+        )
+        after = 0
+        while chunk := await self.store.audience_chunk(query, after, self.config.dispatch.fanout_chunk):
+            after = chunk[-1]["id"]
+            inside = [
+                r for r in chunk if plan.everywhere or area.contains(r["area_code"], r["lat"], r["lon"])
+            ]
+            yield inside, len(chunk) - len(inside)
 
     def _group_roles(self, groups: tuple[str, ...] | None) -> tuple[str, ...]:
         if groups is None:
@@ -762,8 +809,16 @@ class Pipeline:
     async def broadcast(self, request: BroadcastRequest) -> IngestResult:
         """An operator's broadcast, written as a real CAP 1.2 message and run through the same pipeline with
         the operator's targets instead of the rules'."""
+        return await self.send_draft(self.plan_broadcast(request), actor=request.actor)
+
+    async def send_draft(self, draft: Draft, *, actor: str) -> IngestResult:
+        return await self.accept(
+            draft.parsed, source=f"broadcast:{actor}", content_type="application/cap+xml", plan=draft.plan
+        )
+
+    def plan_broadcast(self, request: BroadcastRequest) -> Draft:
         hazard, colour = self._check_broadcast(request)
-        now = self.clock.now()
+        now = request.sent or self.clock.now()
         level = COLOUR_RANK[colour] if colour else None
         name = hazard.name if hazard else "紧急信息"
         colour_word = COLOUR_LABELS.get(colour or "", "")
@@ -781,7 +836,7 @@ class Pipeline:
             ]
         )
         xml = build_cap_xml(
-            identifier=f"warnd-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}",
+            identifier=request.identifier or f"warnd-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}",
             sender=self.config.organisation,
             sent=now.astimezone(),
             status=request.status,
@@ -794,13 +849,13 @@ class Pipeline:
             urgency="Immediate",
             severity=OASIS_SEVERITY.get(colour or "", "Unknown"),
             certainty="Likely",
-            sender_name=request.actor,
+            sender_name=self.config.organisation,
+            source=request.actor,
             headline=headline,
             description=request.text,
             expires=(now + timedelta(seconds=request.expires_in)).astimezone(),
             areas=areas,
         )
-        alert = parse_alert(xml)
         groups = tuple(request.groups) or None
         plan = Plan(
             rules=["manual-broadcast"], level=level, inhibit=False, manual=True, everywhere=not request.areas
@@ -816,12 +871,105 @@ class Pipeline:
             PlannedTarget(rule="manual-broadcast", groups=groups, channel=c, level=level)
             for c in request.channels
         ]
-        return await self.accept(
-            ParsedAlert(alert, xml),
-            source=f"broadcast:{request.actor}",
-            content_type="application/cap+xml",
-            plan=plan,
+        return Draft(ParsedAlert(parse_alert(xml), xml), plan)
+
+    async def plan_revision(self, request: RevisionRequest) -> Draft:
+        """An Update or Cancel of the chain of ``request.alert_id``, in warnd's name, referencing the chain's
+        latest revision. A manual broadcast's Update keeps its operator-chosen targets (at the new level); any
+        other Update is matched against the rules like a received one."""
+        first = await self.store.get_alert(request.alert_id)
+        if first is None:
+            raise BroadcastInvalid(f"no alert {request.alert_id}")
+        latest = await self.store.latest_in_chain(first["root_id"] or first["id"])
+        assert latest is not None
+        if latest["state"] != "active" or latest["msg_type"] == "Cancel":
+            raise BroadcastInvalid(
+                f"alert {latest['id']} is {latest['state']}: only an active warning changes"
+            )
+        if request.msg_type not in ("Update", "Cancel"):
+            raise BroadcastInvalid(f"msg_type must be Update or Cancel, not {request.msg_type!r}")
+        colour = latest["colour"]
+        if request.colour:
+            try:
+                colour = parse_colour(request.colour)
+            except ValueError as exc:
+                raise BroadcastInvalid(f"colour: {exc}") from None
+        parsed = latest["parsed"]
+        info = (parsed.get("infos") or [{}])[0]
+        now = request.sent or self.clock.now()
+        hazard = self.catalogue.find(latest["hazard_code"]) if latest["hazard_code"] else None
+        cancel = request.msg_type == "Cancel"
+        expires = now + timedelta(seconds=request.expires_in) if request.expires_in else latest["expires"]
+        xml = build_cap_xml(
+            identifier=request.identifier or f"warnd-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}",
+            sender=self.config.organisation,
+            sent=now.astimezone(),
+            status=latest["status"],
+            msg_type=request.msg_type,
+            scope="Public",
+            references=[Reference(latest["identifier"], latest["sender"], latest["sent"])],
+            note=request.text if cancel else None,
+            language=self.config.language,
+            category=info.get("categories") or "Other",
+            event=latest["event"],
+            event_codes=[("GB/T 35561", hazard.code)] if hazard else [],
+            urgency="Immediate",
+            severity=OASIS_SEVERITY.get(colour or "", "Unknown"),
+            certainty="Likely",
+            sender_name=self.config.organisation,
+            source=request.actor,
+            headline=request.headline or (None if cancel else latest["headline"]),
+            description=None if cancel else (request.text or info.get("description")),
+            instruction=None if cancel else info.get("instruction"),
+            expires=None if cancel or expires is None else expires.astimezone(),
+            areas=[] if cancel else info.get("areas") or [],
         )
+        plan = None
+        old = Plan.from_json(latest["rules"] or {})
+        if old.manual and not cancel:
+            level = COLOUR_RANK[colour] if colour else old.level
+            plan = dataclasses.replace(
+                old, level=level, targets=[dataclasses.replace(t, level=level) for t in old.targets]
+            )
+        return Draft(ParsedAlert(parse_alert(xml), xml), plan, latest)
+
+    async def preview(self, draft: Draft) -> list[ChannelPreview]:
+        """What each channel would say, and to how many recipients (distinct per channel), without storing
+        anything: the rendering and the audience query fan-out uses. For an Update or Cancel, everyone who had
+        the chain's warning on a channel is counted there too."""
+        alert = draft.parsed.alert
+        facts = self._facts(alert, draft.previous)
+        plan = draft.plan or self._match(alert, facts, draft.previous)
+        row = {**self._alert_values(alert, facts, plan, draft.previous, "preview"), "id": 0}
+        messages = _MessageMaker(self, row, draft.previous)
+        area = AlertArea([a for info in row["parsed"]["infos"] for a in info["areas"]])
+        audience: dict[str, set[int]] = {}
+        samples: dict[str, Mapping[str, Any]] = {}
+        for target in plan.targets:
+            ids = audience.setdefault(target.channel, set())
+            async for inside, _ in self._audience(target, plan, area):
+                ids.update(r["id"] for r in inside)
+                if inside and target.channel not in samples:
+                    samples[target.channel] = inside[0]
+        if draft.previous is not None:
+            chain = await self.store.chain_ids(draft.previous["root_id"] or draft.previous["id"])
+            after, now = 0, self.clock.now()
+            chunk_size = self.config.dispatch.fanout_chunk
+            while chunk := await self.store.previous_recipients_chunk(chain, after, chunk_size, now):
+                after = chunk[-1]["id"]
+                for r in chunk:
+                    audience.setdefault(r["channel"], set()).add(r["id"])
+                    samples.setdefault(r["channel"], r)
+        stand_in = {"id": 0, "name": "", "role": "", "area_code": "", "language": self.config.language}
+        out = []
+        for channel, ids in audience.items():
+            settings = self.config.channel_settings(channel)
+            style = settings.style or style_for(settings.template or channel)
+            body, title, _, segments, _ = messages.render(
+                channel, samples.get(channel, stand_in), messages.action
+            )
+            out.append(ChannelPreview(channel, style, body, title, segments, len(body), len(ids)))
+        return out
 
     def _check_broadcast(self, request: BroadcastRequest) -> tuple[Hazard | None, str | None]:
         problems = []
@@ -914,49 +1062,16 @@ class _MessageMaker:
     async def _message(
         self, channel: str, r: Mapping[str, Any], action: str, asks_ack: bool = False
     ) -> tuple[int, int]:
-        settings = self.p.config.channel_settings(channel)
-        template = settings.template or channel
         language = self.p.renderer.resolve_language(r["language"])
         ack = self._ack(r) if asks_ack else None
+        template = self.p.config.channel_settings(channel).template or channel
         per_recipient = self.p.renderer.uses_recipient(template, language) or bool(ack and ack["url"])
         place = r["area_code"] if action == "no_longer_applies" else ""
         key = (channel, language, action, place, bool(ack))
         if not per_recipient and key in self.cache:
             return self.cache[key]
-        recipient = (
-            {"name": r["name"], "role": r["role"], "area_code": r["area_code"], "language": language}
-            if per_recipient
-            else None
-        )
-        style = settings.style or style_for(template)
-        context = {**self._context(language, style, action, place), "ack": ack}
-        try:
-            rendered = self.p.renderer.render(
-                template,
-                language,
-                context,
-                style=style,
-                signature=settings.signature,
-                max_chars=settings.max_chars,
-                recipient=recipient,
-            )
-            body, title, data, segments, truncated = (
-                rendered.body,
-                rendered.title,
-                rendered.data,
-                rendered.segments,
-                rendered.truncated,
-            )
-        except Exception:  # a broken template must not stop a warning: send the plain facts instead
-            log.exception(
-                "template %s/%s failed for alert %s; sending plain text", language, template, self.alert["id"]
-            )
-            self.stats["render_errors"] += 1
-            alert = context["alert"]
-            body = "".join(
-                x for x in (alert["headline"] or alert["event"], "：", alert["description"] or "") if x
-            )
-            title, data, segments, truncated = alert["headline"], {}, 1, False
+        body, title, data, segments, truncated = self.render(channel, r, action, ack, per_recipient)
+        style = self.p.config.channel_settings(channel).style or style_for(template)
         if style == "spoken" and self.p.speech is not None:
             audio = await self.p.speech.render(body, language)
             if audio is not None:
@@ -978,6 +1093,49 @@ class _MessageMaker:
         if not per_recipient:
             self.cache[key] = (message_id, segments)
         return message_id, segments
+
+    def render(
+        self,
+        channel: str,
+        r: Mapping[str, Any],
+        action: str,
+        ack: Mapping[str, Any] | None = None,
+        per_recipient: bool = False,
+    ) -> tuple[str, str | None, dict[str, Any], int, bool]:
+        """(body, title, data, segments, truncated) of this channel's message to ``r``; a template that fails
+        gives the plain facts instead, so a broken template never stops a warning."""
+        settings = self.p.config.channel_settings(channel)
+        template = settings.template or channel
+        language = self.p.renderer.resolve_language(r["language"])
+        place = r["area_code"] if action == "no_longer_applies" else ""
+        recipient = (
+            {"name": r["name"], "role": r["role"], "area_code": r["area_code"], "language": language}
+            if per_recipient or self.p.renderer.uses_recipient(template, language)
+            else None
+        )
+        style = settings.style or style_for(template)
+        context = {**self._context(language, style, action, place), "ack": ack}
+        try:
+            rendered = self.p.renderer.render(
+                template,
+                language,
+                context,
+                style=style,
+                signature=settings.signature,
+                max_chars=settings.max_chars,
+                recipient=recipient,
+            )
+            return rendered.body, rendered.title, dict(rendered.data), rendered.segments, rendered.truncated
+        except Exception:
+            log.exception(
+                "template %s/%s failed for alert %s; sending plain text", language, template, self.alert["id"]
+            )
+            self.stats["render_errors"] += 1
+            alert = context["alert"]
+            body = "".join(
+                x for x in (alert["headline"] or alert["event"], "：", alert["description"] or "") if x
+            )
+            return body, alert["headline"], {}, 1, False
 
     def _ack(self, r: Mapping[str, Any]) -> dict[str, Any]:
         """What a message asking this person for 叫应 says: the reply keyword, and their one-tap link."""

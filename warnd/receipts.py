@@ -70,7 +70,8 @@ _PLAY_FAILED = {"failed", "fail", "error"}
 def _play_state(text: str) -> str:
     """Loudspeaker states by name or by their GY/T number (3 → success)."""
     lower = text.lower()
-    return _PLAY_STATES[int(lower)] if lower.isdigit() and int(lower) < len(_PLAY_STATES) else lower
+    numbered = lower.isascii() and lower.isdigit()  # not "²": int() refuses it
+    return _PLAY_STATES[int(lower)] if numbered and int(lower) < len(_PLAY_STATES) else lower
 
 
 # per kind: how a reported state is normalised, and which states mean delivered / failed (others: info —

@@ -3,7 +3,10 @@
 Templates live in ``templates/<language>/<name>.j2`` beside ``hazards.yaml`` (per-hazard wording) and
 ``labels.yaml`` (colour, level and action words). Each template is compiled once and cached; a render of a
 compiled template costs microseconds, compiling it costs 70× that (``design/principles.md`` §Rendering).
-Templates run in Jinja2's ``ImmutableSandboxedEnvironment`` because operators edit them.
+Templates run in Jinja2's ``ImmutableSandboxedEnvironment`` because operators edit them, made stricter
+(:class:`_Sandbox`): touching an internal attribute is an error instead of printing nothing, and ``*`` / ``**``
+cannot build huge values. A candidate source being edited (``overrides``) is rendered in place of its file; the
+API renders candidates in a separate process with time and memory limits (:mod:`warnd.template_sandbox`).
 
 After the template runs, the text is post-processed by *style*:
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,9 +33,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from jinja2 import ChainableUndefined, FileSystemLoader, Template, TemplateSyntaxError, meta
-from jinja2.runtime import Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import (
+    BaseLoader,
+    ChainableUndefined,
+    Environment,
+    FileSystemLoader,
+    Template,
+    TemplateSyntaxError,
+    meta,
+)
+from jinja2.runtime import Context, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from warnd import sms
 from warnd.spoken import to_spoken
@@ -83,10 +94,63 @@ _WHITESPACE = re.compile(r"\s+")
 _SPACE_BY_CJK_PUNCT = re.compile(r"\s*([，。！？；：、（）“”《》【】〔〕])\s*")
 _SENTENCE_END = "。！？；!?.;…"
 _NOT_DISPLAY_NAME = re.compile(r"^[\w.\-:/@+]+$", re.ASCII)
+# the longest string or list a template may build with ``*`` (the sandbox already caps range() at 100,000), and
+# the largest integer ``**`` may make, in bits
+MAX_REPEAT = 100_000
+MAX_POWER_BITS = 4096
 
 
 class RenderError(Exception):
-    """A template could not be found or failed while rendering."""
+    """A template could not be found or failed while rendering; ``line``: the template line, when known."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.line = line
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, stricter. Jinja2's sandbox answers ``{{ ''.__class__ }}`` with an undefined value
+    that prints as nothing, so a probing template looks harmless; here it raises SecurityError on its line.
+    ``*`` and ``**`` are checked before they run (``'x' * 10**9`` would take the process's memory)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for items, times in ((left, right), (right, left)):
+                if (
+                    isinstance(items, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(items) * times > MAX_REPEAT
+                ):
+                    raise SecurityError(f"* would build more than {MAX_REPEAT} items")
+        elif (
+            isinstance(left, int)
+            and isinstance(right, int)
+            and right > 0
+            and abs(left) > 1
+            and left.bit_length() * right > MAX_POWER_BITS
+        ):
+            raise SecurityError(f"** would make a number of more than {MAX_POWER_BITS} bits")
+        return super().call_binop(context, operator, left, right)
+
+
+class _Loader(FileSystemLoader):
+    """One language directory, with candidate sources (a template being edited) in place of their files. A
+    candidate keeps its file's path as its name, so errors name the line as they would once it is saved."""
+
+    def __init__(self, directory: Path, overrides: Mapping[str, str]):
+        super().__init__(str(directory))
+        self.directory = directory
+        self.overrides = dict(overrides)
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        if template in self.overrides:
+            return self.overrides[template], str(self.directory / template), lambda: True
+        return super().get_source(environment, template)
 
 
 @dataclass(frozen=True)
@@ -187,18 +251,26 @@ class _Language:
     """One language directory: its Jinja2 environment and its wording."""
 
     name: str
-    env: ImmutableSandboxedEnvironment
+    env: _Sandbox
     labels: dict[str, Any]
     hazards: dict[str, Any]
 
 
 class Renderer:
-    """Renders channel templates for alert revisions; one instance per process, safe to share."""
+    """Renders channel templates for alert revisions; one instance per process, safe to share.
+
+    ``overrides``: (language, file name) → source rendered instead of that file (a candidate being previewed)."""
 
     def __init__(
-        self, templates_dir: Path, *, default_language: str = "zh-CN", timezone: str = "Asia/Shanghai"
+        self,
+        templates_dir: Path,
+        *,
+        default_language: str = "zh-CN",
+        timezone: str = "Asia/Shanghai",
+        overrides: Mapping[tuple[str, str], str] | None = None,
     ):
         self.templates_dir = Path(templates_dir)
+        self.overrides = dict(overrides or {})
         self.default_language = default_language
         self.tz = ZoneInfo(timezone)
         self._lock = threading.RLock()
@@ -282,8 +354,8 @@ class Renderer:
                 hazards = hazards or base.hazards
             else:
                 labels = _deep_merge(_BUILTIN_LABELS, labels)
-            env = ImmutableSandboxedEnvironment(
-                loader=FileSystemLoader(str(directory)),
+            env = _Sandbox(
+                loader=self._loader(language),
                 autoescape=False,
                 trim_blocks=True,
                 lstrip_blocks=True,
@@ -296,6 +368,11 @@ class Renderer:
             self._install_helpers(lang)
             self._langs[language] = lang
             return lang
+
+    def _loader(self, language: str) -> BaseLoader:
+        directory = self.templates_dir / language
+        mine = {name: source for (lang, name), source in self.overrides.items() if lang == language}
+        return _Loader(directory, mine) if mine else FileSystemLoader(str(directory))
 
     def _install_helpers(self, lang: _Language) -> None:
         labels = lang.labels
@@ -379,7 +456,11 @@ class Renderer:
         name = self._file_name(template)
         resolved = self.resolve_language(language)
         for candidate in dict.fromkeys((resolved, self.default_language)):
-            if (candidate, name) in self._templates or (self.templates_dir / candidate / name).is_file():
+            if (
+                (candidate, name) in self._templates
+                or (candidate, name) in self.overrides
+                or (self.templates_dir / candidate / name).is_file()
+            ):
                 self._located[(template, language)] = candidate
                 return candidate
         raise RenderError(
@@ -399,7 +480,7 @@ class Renderer:
                 try:
                     cached = self._language(lang_name).env.get_template(key[1])
                 except TemplateSyntaxError as exc:
-                    raise RenderError(self._syntax_message(lang_name, exc)) from exc
+                    raise RenderError(self._syntax_message(lang_name, exc), exc.lineno) from exc
                 self._templates[key] = cached
             return cached
 
@@ -419,9 +500,7 @@ class Renderer:
             self._uses_recipient[key] = cached
         return cached
 
-    def _references(
-        self, env: ImmutableSandboxedEnvironment, name: str, variable: str, seen: set[str]
-    ) -> bool:
+    def _references(self, env: _Sandbox, name: str, variable: str, seen: set[str]) -> bool:
         if name in seen:
             return False
         seen.add(name)
@@ -525,7 +604,7 @@ class Renderer:
                 if where
                 else f"{_display_path(self.templates_dir / lang_name / self._file_name(template))}"
             )
-            raise RenderError(f"{place}: {type(exc).__name__}: {exc}") from exc
+            raise RenderError(f"{place}: {type(exc).__name__}: {exc}", where[1] if where else None) from exc
 
         if style == "sms":
             return self._sms(text, marker, signature, max_chars)

@@ -428,6 +428,7 @@ users = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("last_login_at", UTCDateTime),
+    Column("phone", String(32)),  # where an approver is told of a broadcast waiting for them (SMS)
 )
 
 # API tokens for machines (feeds pushing alerts, gateways): only the SHA-256 (hex) of the token is kept; the
@@ -457,4 +458,32 @@ sessions = Table(
     Column("remote", String(100)),
     Index("ix_sessions_user_id", "user_id"),
     Index("ix_sessions_expires_at", "expires_at"),
+)
+
+# Manual broadcasts and operator Updates of alerts (warnd/broadcasts.py): the draft as submitted, the preview it
+# was approved on, and the two-person decision. status: pending → sending → sent | failed, or rejected /
+# withdrawn. "sending" is claimed by one approver; the alert's identifier is fixed by the row (warnd-bc-<id>),
+# so a send interrupted by a crash is finished at start-up without a second alert.
+broadcasts = Table(
+    "broadcasts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),  # broadcast | update (of alert `update_of`)
+    Column("update_of", Integer, ForeignKey("alerts.id")),
+    Column("draft", JSON, nullable=False),
+    Column("needs_approval", Boolean, nullable=False),
+    Column("approval_reasons", JSON),
+    Column("headline", String(500)),
+    Column("colour", String(16)),
+    Column("recipients", Integer),
+    Column("preview", JSON),
+    Column("submitted_by", String(100), nullable=False),
+    Column("submitted_at", UTCDateTime, nullable=False),
+    Column("decided_by", String(100)),
+    Column("decided_at", UTCDateTime),
+    Column("note", String(1000)),
+    Column("alert_id", Integer, ForeignKey("alerts.id")),
+    Column("error", String(1000)),
+    Index("ix_broadcasts_status", "status", "id"),
 )

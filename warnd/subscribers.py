@@ -20,6 +20,9 @@ from warnd.config import SUBSCRIBER_CSV_COLUMNS, VULNERABLE, normalise_phone
 
 _ADMIN_CODE = re.compile(r"^\d{12}$")
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+# control characters (NUL, escape …; not tabs or line breaks, which a spreadsheet cell may hold) have no place in
+# a name or an address that messages and lists print, and PostgreSQL refuses NUL in text
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_ERRORS = 200
 CHUNK = 10_000
 
@@ -61,6 +64,8 @@ class RowChecker:
             errors.append("name: empty")
         elif len(name) > 100:
             errors.append("name: longer than 100 characters")
+        elif _CONTROL.search(name):
+            errors.append("name: contains control characters")
         phone = cells.get("phone", "").strip()
         if not (len(phone) == 11 and phone.isdigit() and phone[0] == "1" and phone[1] in "3456789"):
             try:
@@ -94,9 +99,13 @@ class RowChecker:
         address = cells.get("address", "").strip() or None
         if address and len(address) > 200:
             errors.append("address: longer than 200 characters")
+        elif address and _CONTROL.search(address):
+            errors.append("address: contains control characters")
         household = cells.get("household", "").strip() or None
         if household and len(household) > 64:
             errors.append("household: longer than 64 characters")
+        elif household and _CONTROL.search(household):
+            errors.append("household: contains control characters")
         flags = [v.strip() for v in cells.get("vulnerable", "").split("|") if v.strip()]
         errors.extend(
             f"vulnerable: unknown flag {v!r} (known: {', '.join(VULNERABLE)})"
@@ -146,12 +155,19 @@ class RowChecker:
 
 
 def validated_chunks(
-    handle: IO[str], report: ImportReport, *, groups: Mapping[str, Any], roles: Mapping[str, Any]
+    handle: IO[str],
+    report: ImportReport,
+    *,
+    groups: Mapping[str, Any],
+    roles: Mapping[str, Any],
+    reserved: Mapping[str, str] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Chunks of good rows. Once a bad row is seen nothing more is yielded (the import will be rolled back),
-    but every remaining row is still checked so the report is complete; raises ImportRejected at the end."""
+    but every remaining row is still checked so the report is complete; raises ImportRejected at the end.
+    ``reserved``: phone numbers no row may have, each with the reason (people defined in config)."""
     reader = csv.reader(handle)
-    header = [h.strip() for h in next(reader, [])]
+    rows = _rows(reader, report)
+    header = [h.strip() for h in next(rows, [])]
     missing = [c for c in ("name", "phone", "area_code") if c not in header]
     if missing:
         report.add(
@@ -166,7 +182,7 @@ def validated_chunks(
     width = len(header)
     seen: dict[str, int] = {}
     chunk: list[dict[str, Any]] = []
-    for values in reader:
+    for values in rows:
         line = reader.line_num
         if not values:
             continue
@@ -178,6 +194,10 @@ def validated_chunks(
             first = seen.setdefault(record["phone"], line)
             if first != line:
                 errors = [f"phone: {record['phone'][:3]}****{record['phone'][-4:]} already on line {first}"]
+            elif reserved and record["phone"] in reserved:
+                errors = [
+                    f"phone: {record['phone'][:3]}****{record['phone'][-4:]} {reserved[record['phone']]}"
+                ]
         report.rows += 1
         if errors:
             for message in errors:
@@ -194,6 +214,16 @@ def validated_chunks(
         raise ImportRejected(report)
     if chunk:
         yield chunk
+
+
+def _rows(reader: Any, report: ImportReport) -> Iterator[list[str]]:
+    """The reader's rows; a line the csv module cannot read (a field over its size limit) is reported and ends
+    the import."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        report.add(reader.line_num, f"not valid CSV: {exc}")
+        raise ImportRejected(report) from None
 
 
 def open_csv(path: Path) -> IO[str]:

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from conftest import cap_cn, edit_yaml
 
 from channels.webpush import WebPushChannel
-from tests.conftest import AUTH
+from tests.conftest import APPROVER_AUTH, AUTH
 from warnd.api import make_web_app
 from warnd.app import App
 from warnd.clock import FakeClock
@@ -334,8 +334,15 @@ async def test_update_then_cancel_attach_to_the_first_alert(
 
 
 async def post_broadcast(client: TestClient, body: Any) -> tuple[int, dict[str, Any]]:
+    """Submit; a draft that waits for a second person is approved by the approver token, as in the console."""
     resp = await client.post("/api/v1/broadcasts", json=body)
-    return resp.status, await resp.json()
+    data = await resp.json()
+    if resp.status == 202 and data.get("broadcast", {}).get("status") == "pending":
+        resp = await client.post(
+            f"/api/v1/broadcasts/{data['broadcast']['id']}/approve", json={}, headers=APPROVER_AUTH
+        )
+        data = await resp.json()
+    return resp.status, data
 
 
 async def test_area_broadcast_reaches_the_township_and_offices_above_it(client: TestClient, app: App) -> None:
@@ -528,13 +535,10 @@ async def test_broadcast_is_audited_with_the_token_name(secured: tuple[App, Test
     )
     assert resp.status == 201
     data = await resp.json()
-    [entry] = await app.store.audit_entries()
-    assert (entry["action"], entry["actor"], entry["target"]) == (
-        "broadcast.send",
-        "token:ops",
-        str(data["id"]),
-    )
-    assert data["source"] == "broadcast:token:ops"
+    entries = [(e["action"], e["actor"], e["target"]) for e in reversed(await app.store.audit_entries())]
+    target = f"broadcast:{data['broadcast']['id']}"
+    assert entries == [("broadcast.submit", "token:ops", target), ("broadcast.sent", "token:ops", target)]
+    assert data["source"] == "broadcast:token:ops" and data["broadcast"]["alert_id"] == data["id"]
 
 
 # --- body size limit ---

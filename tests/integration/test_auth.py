@@ -42,7 +42,14 @@ from warnd.store.auth import AuthStore
 PASSWORD = "值班密码-correct-horse"
 VILLAGE = "500228101201"
 BEARER_ONLY = "authentication required"
-PARAMS = {"id": None, "root_id": None, "household": "h-1", "name": "0123456789abcdef01234567.wav"}
+PARAMS = {
+    "id": None,
+    "root_id": None,
+    "household": "h-1",
+    "name": "0123456789abcdef01234567.wav",
+    "language": "zh-CN",  # PUT /api/v1/templates/zh-CN/<no such name>: 404, nothing written
+    "section": "groups",  # PUT /api/v1/config/groups without a body: 400, nothing written
+}
 
 
 @pytest.fixture
@@ -130,6 +137,11 @@ async def test_open_routes_stay_open_and_unknown_paths_need_credentials_first(
     anon: TestClient, tokens: dict[str, str]
 ) -> None:
     assert (await anon.get("/healthz")).status == 200
+    # the console's static shell holds no data: it loads without credentials, its API calls need the session
+    assert (await anon.get("/console/")).status == 200
+    assert (await anon.get("/console/js/app.js")).status == 200
+    home = await anon.get("/", allow_redirects=False)
+    assert home.status == 302 and home.headers["Location"] == "/console/"
     page = await anon.get("/a/not-a-valid-token")  # the signed link is checked by the route: no 401
     assert page.status not in (401, 403)
     knock = await anon.get("/k/not-a-valid-token")
@@ -389,14 +401,35 @@ async def test_cli_users_add_then_login(
         await run_cli(monkeypatch, ["users", "add", "x1", "--role", "root", "--password-stdin", *c], PASSWORD)
     assert await AuthStore(app.store).user("short") is None
 
+    # an approver's phone, for SMS notices of drafts waiting for approval; shown masked
+    leader = [
+        "users",
+        "add",
+        "leader",
+        "--role",
+        "approver",
+        "--phone",
+        "+86 138-0000-0009",
+        "--password-stdin",
+    ]
+    assert await run_cli(monkeypatch, [*leader, *c], PASSWORD) == 0
+    bad_phone = ["users", "add", "leader2", "--role", "approver", "--phone", "12345", "--password-stdin"]
+    assert await run_cli(monkeypatch, [*bad_phone, *c], PASSWORD) == 1
+    assert "phone" in capsys.readouterr().err
+    assert (await AuthStore(app.store).user("leader") or {})["phone"] == "13800000009"
+
     assert await run_cli(monkeypatch, ["users", "list", *c]) == 0
     listing = capsys.readouterr().out
     assert "admin" in listing and "active" in listing and "$argon2" not in listing
+    assert "138****0009" in listing and "13800000009" not in listing
 
     assert await run_cli(monkeypatch, ["users", "disable", "admin", *c]) == 0
     assert (await anon.get("/api/v1/session")).status == 401  # its session ended
     added = await audit(app, "users.add")
-    assert [(e["target"], e["detail"]["role"]) for e in added] == [("user:admin", "admin")]
+    assert sorted((e["target"], e["detail"]["role"]) for e in added) == [
+        ("user:admin", "admin"),
+        ("user:leader", "approver"),
+    ]
     assert added[0]["actor"].startswith("cli:")
     assert [e["actor"].startswith("cli:") for e in await audit(app, "users.disable")] == [True]
 
@@ -438,7 +471,11 @@ def test_permission_table_is_what_the_tests_walk() -> None:
     """The loops above walk the routes of make_web_app through this table: make sure the open kinds stay few."""
     open_routes = sorted(k for k, a in PERMISSIONS.items() if a.role not in RANK)
     assert open_routes == [
+        ("GET", "/"),
         ("GET", "/a/{token}"),
+        ("GET", "/console"),
+        ("GET", "/console/"),
+        ("GET", "/console/{path}"),
         ("GET", "/healthz"),
         ("GET", "/k/{token}"),
         ("POST", "/a/{token}"),

@@ -159,15 +159,23 @@ async def test_the_table_lists_exactly_the_registered_routes(app: App) -> None:
 
 
 async def test_open_entries_are_exactly_the_routes_the_middleware_lets_through(app: App) -> None:
-    """PUBLIC, LINK and SIGNED in the table match what auth_middleware checks by path: /healthz and the login
-    need nothing, /a/ and /k/ check their signed token, POST /api/v1/feedback/… is HMAC-signed."""
+    """PUBLIC, LINK and SIGNED in the table match what auth_middleware checks by path: /healthz, the login and
+    the console's static shell need nothing, /a/ and /k/ check their signed token, POST /api/v1/feedback/… is
+    HMAC-signed."""
     for (method, canonical), access in PERMISSIONS.items():
         if access.role == LINK:
             assert canonical.startswith(LINK_PREFIXES), canonical
         elif access.role == SIGNED:
             assert method == "POST" and canonical.startswith("/api/v1/feedback/"), canonical
         elif access.role == PUBLIC:
-            assert (method, canonical) in {("GET", "/healthz"), ("POST", "/api/v1/session")}
+            assert (method, canonical) in {
+                ("GET", "/healthz"),
+                ("POST", "/api/v1/session"),
+                ("GET", "/"),
+                ("GET", "/console"),
+                ("GET", "/console/"),
+                ("GET", "/console/{path}"),
+            }
         else:
             assert access.role in RANK, (method, canonical)
             assert not canonical.startswith(LINK_PREFIXES), canonical
@@ -182,8 +190,9 @@ def test_minimum_roles() -> None:
 
     for (method, canonical), access in PERMISSIONS.items():
         if method == "GET" and canonical.startswith("/api/v1/") and access.role in RANK:
-            if canonical != "/api/v1/alerts/{id}/doorknock/print":
-                assert access.role == VIEWER, canonical  # reading is the viewer's
+            # reading is the viewer's; printing door-knock lists and exporting subscribers the operator's
+            if canonical not in ("/api/v1/alerts/{id}/doorknock/print", "/api/v1/subscribers/export.csv"):
+                assert access.role == VIEWER, canonical
     for write in (
         "/api/v1/alerts",
         "/api/v1/readings",
@@ -201,5 +210,22 @@ def test_minimum_roles() -> None:
     assert needs("GET", doorknock, format="json") == VIEWER
     assert needs("GET", doorknock + "/print") == OPERATOR
     assert needs("DELETE", "/api/v1/session") == VIEWER
+    # subscribers, templates and config sections (warnd/api_admin.py)
+    for subscribers in ("/api/v1/subscribers", "/api/v1/subscribers/{id}"):
+        assert needs("GET", subscribers) == VIEWER
+        assert needs("GET", subscribers, phones="full") == ADMIN
+    for write in (
+        ("POST", "/api/v1/subscribers"),
+        ("PUT", "/api/v1/subscribers/{id}"),
+        ("DELETE", "/api/v1/subscribers/{id}"),
+        ("POST", "/api/v1/subscribers/import"),
+        ("GET", "/api/v1/subscribers/export.csv"),
+        ("POST", "/api/v1/templates/preview"),
+    ):
+        assert needs(*write) == OPERATOR, write
+    assert needs("GET", "/api/v1/subscribers/export.csv", phones="full") == ADMIN
+    assert needs("PUT", "/api/v1/templates/{language}/{name}") == ADMIN
+    assert needs("PUT", "/api/v1/config/{section}") == ADMIN
+    assert needs("GET", "/api/v1/config/{section}") == VIEWER
     assert access_for("POST", "/api/v1/no-such-route") is None
     assert Access(VIEWER).needs(MultiDict(phones="full")) == VIEWER  # raising is per entry

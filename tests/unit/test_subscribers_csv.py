@@ -304,3 +304,36 @@ def test_door_knock_columns_are_checked() -> None:
         }
     )
     assert [e.split(":")[0] for e in errors] == ["vulnerable", "superior"]
+
+
+def test_reserved_phones_are_refused_by_line() -> None:
+    """The API's import passes the phones of people defined in config: such a row is refused, with the reason."""
+    report = ImportReport()
+    text = (
+        HEADER
+        + "好人,13900000001,public,500228101201,,,,\n"
+        + "配置里的人,+86 139 0000 0002,public,500228101201,,,,\n"
+    )
+    reserved = {"13900000002": "is defined in config/subscribers.yaml"}
+    with pytest.raises(ImportRejected):
+        for _chunk in validated_chunks(
+            io.StringIO(text), report, groups=GROUPS, roles=DEFAULT_ROLES, reserved=reserved
+        ):
+            pass
+    assert report.errors == ["line 3: phone: 139****0002 is defined in config/subscribers.yaml"]
+
+
+def test_a_line_the_csv_module_cannot_read_is_reported() -> None:
+    huge = "x" * 200_000  # over csv.field_size_limit(): the csv module refuses the line
+    report = rejected(HEADER + "好人,13900000001,public,500228101201,,,,\n" + f'"{huge}",1,public,1,,,,\n')
+    assert len(report.errors) == 1 and report.errors[0].startswith("line 3: not valid CSV: field larger")
+
+
+def test_control_characters_are_refused_in_text_cells() -> None:
+    cells = {"name": "坏\x00名", "phone": "13900000001", "area_code": "500228101201"}
+    _, errors = checker().check({**cells, "address": "一组\x1b3号", "household": "h\x7f"})
+    assert errors == [
+        "name: contains control characters",
+        "address: contains control characters",
+        "household: contains control characters",
+    ]

@@ -341,20 +341,28 @@ class Store:
             [{"key": row["key"], "groups": row["groups"]} for row in chunk],
         )
 
-    async def export_recipients(self, kind: str = "person") -> AsyncIterator[dict[str, Any]]:
-        """Active recipients of a kind with their groups, in id order, streamed."""
-        groups = (
-            func.group_concat(group_members.c.group_name, "|")
-            if self.is_sqlite
-            else func.string_agg(group_members.c.group_name, "|")
-        )
+    def group_names(self) -> Any:
+        """``a|b``: a recipient's explicit groups, in a query grouped by recipient joined to group_members."""
+        if self.is_sqlite:
+            return func.group_concat(group_members.c.group_name, "|")
+        return func.string_agg(group_members.c.group_name, "|")
+
+    async def export_recipients(
+        self, kind: str = "person", source: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Active recipients of a kind (and of one source: config | import) with their groups, in id order,
+        streamed."""
+        groups = self.group_names()
+        where = [recipients.c.kind == kind, recipients.c.active.is_(True)]
+        if source is not None:
+            where.append(recipients.c.source == source)
         last = 0
         while True:
             async with self.read() as conn:
                 result = await conn.execute(
                     select(recipients, groups.label("groups"))
                     .outerjoin(group_members, group_members.c.recipient_id == recipients.c.id)
-                    .where(recipients.c.kind == kind, recipients.c.active.is_(True), recipients.c.id > last)
+                    .where(*where, recipients.c.id > last)
                     .group_by(recipients.c.id)
                     .order_by(recipients.c.id)
                     .limit(10_000)

@@ -316,7 +316,7 @@ class AckStore:
         an equal id), with their warning deliveries of the chain: those that asked them to acknowledge first,
         then the newest revision. None if not a recipient."""
         by = recipients.c.phone == recipient
-        if recipient.isdigit() and len(recipient) <= 10:
+        if recipient.isascii() and recipient.isdigit() and len(recipient) <= 10:  # not "²": int() refuses it
             by = or_(by, recipients.c.id == int(recipient))
         query = (
             select(

@@ -56,6 +56,7 @@ class AuthStore:
         now: datetime,
         actor: str,
         remote: str | None = None,
+        phone: str | None = None,
     ) -> int:
         async with self.store.write() as conn:
             if (await conn.execute(select(users.c.id).where(users.c.name == name))).first() is not None:
@@ -63,7 +64,14 @@ class AuthStore:
             user_id = (
                 await conn.execute(
                     insert(users)
-                    .values(name=name, password_hash=password_hash, role=role, created_at=now, disabled=False)
+                    .values(
+                        name=name,
+                        password_hash=password_hash,
+                        role=role,
+                        created_at=now,
+                        disabled=False,
+                        phone=phone,
+                    )
                     .returning(users.c.id)
                 )
             ).scalar_one()

@@ -1,0 +1,157 @@
+"""All SQL of manual broadcasts and their two-person approval (warnd/broadcasts.py).
+
+Each decision is one conditional UPDATE (``WHERE status = 'pending'``), so two approvers clicking at once cannot
+both send, and a decision is audited in the same transaction as the state it changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from warnd.schema import audit_log, broadcasts, users
+from warnd.store import Store
+
+PENDING, SENDING, SENT, FAILED, REJECTED, WITHDRAWN = (
+    "pending",
+    "sending",
+    "sent",
+    "failed",
+    "rejected",
+    "withdrawn",
+)
+STATUSES = (PENDING, SENDING, SENT, FAILED, REJECTED, WITHDRAWN)
+
+
+async def _audit(
+    conn: AsyncConnection,
+    at: datetime,
+    actor: str,
+    action: str,
+    broadcast_id: int,
+    detail: Mapping[str, Any],
+    remote: str | None,
+) -> None:
+    await conn.execute(
+        insert(audit_log).values(
+            at=at,
+            actor=actor[:100],
+            action=action,
+            target=f"broadcast:{broadcast_id}",
+            detail=dict(detail),
+            remote=remote,
+        )
+    )
+
+
+class BroadcastStore:
+    def __init__(self, store: Store):
+        self.store = store
+
+    async def add(
+        self, values: Mapping[str, Any], *, now: datetime, actor: str, remote: str | None
+    ) -> dict[str, Any]:
+        """A new broadcast (pending, or sending when it needs no approval), audited as submitted."""
+        async with self.store.write() as conn:
+            broadcast_id = int(
+                (
+                    await conn.execute(
+                        insert(broadcasts)
+                        .values(**values, submitted_by=actor[:100], submitted_at=now)
+                        .returning(broadcasts.c.id)
+                    )
+                ).scalar_one()
+            )
+            await _audit(
+                conn,
+                now,
+                actor,
+                "broadcast.submit",
+                broadcast_id,
+                {
+                    "status": values["status"],
+                    "reasons": values.get("approval_reasons"),
+                    "draft": values["draft"],
+                },
+                remote,
+            )
+            row = (await conn.execute(select(broadcasts).where(broadcasts.c.id == broadcast_id))).one()
+            return dict(row._mapping)
+
+    async def get(self, broadcast_id: int) -> dict[str, Any] | None:
+        async with self.store.read() as conn:
+            row = (await conn.execute(select(broadcasts).where(broadcasts.c.id == broadcast_id))).first()
+            return dict(row._mapping) if row else None
+
+    async def recent(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        query = select(broadcasts).order_by(broadcasts.c.id.desc()).limit(limit)
+        if status:
+            query = query.where(broadcasts.c.status == status)
+        async with self.store.read() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def count(self, status: str) -> int:
+        async with self.store.read() as conn:
+            query = select(func.count()).where(broadcasts.c.status == status)
+            return int((await conn.execute(query)).scalar_one())
+
+    async def decide(
+        self,
+        broadcast_id: int,
+        *,
+        to: str,
+        actor: str,
+        now: datetime,
+        note: str | None,
+        action: str,
+        remote: str | None,
+        submitter: str | None = None,
+    ) -> bool:
+        """pending → ``to`` (sending for an approval; rejected; withdrawn), only if still pending (and, with
+        ``submitter``, only if submitted by them). True when this call made the change."""
+        where = (broadcasts.c.id == broadcast_id) & (broadcasts.c.status == PENDING)
+        if submitter is not None:
+            where &= broadcasts.c.submitted_by == submitter
+        async with self.store.write() as conn:
+            changed = (
+                await conn.execute(
+                    update(broadcasts)
+                    .where(where)
+                    .values(status=to, decided_by=actor[:100], decided_at=now, note=note)
+                )
+            ).rowcount
+            if changed:
+                await _audit(conn, now, actor, action, broadcast_id, {"note": note} if note else {}, remote)
+            return bool(changed)
+
+    async def finish(
+        self, broadcast_id: int, *, now: datetime, alert_id: int | None, error: str | None, actor: str
+    ) -> None:
+        """sending → sent (with the alert) or failed (with the error), audited."""
+        status = SENT if alert_id is not None and error is None else FAILED
+        async with self.store.write() as conn:
+            await conn.execute(
+                update(broadcasts)
+                .where(broadcasts.c.id == broadcast_id)
+                .values(status=status, alert_id=alert_id, error=error[:1000] if error else None)
+            )
+            detail: dict[str, Any] = {"alert_id": alert_id} if alert_id is not None else {"error": error}
+            await _audit(conn, now, actor, f"broadcast.{status}", broadcast_id, detail, None)
+
+    async def sending(self) -> list[dict[str, Any]]:
+        """Broadcasts claimed for sending but not finished (a crash between the claim and the alert)."""
+        return await self.recent(SENDING, limit=1000)
+
+    async def approver_phones(self, roles: tuple[str, ...]) -> list[tuple[str, str]]:
+        """(name, phone) of every enabled account with one of ``roles`` and a phone on file."""
+        query = (
+            select(users.c.name, users.c.phone)
+            .where(users.c.role.in_(roles), users.c.disabled.is_(False), users.c.phone.is_not(None))
+            .order_by(users.c.name)
+        )
+        async with self.store.read() as conn:
+            return [(r.name, r.phone) for r in await conn.execute(query)]
