@@ -39,6 +39,7 @@ from warnd.api_common import (
     Handler,
     alert_json,
     alert_response,
+    authenticate,
     delivery_json,
     error_response,
     feeds_health,
@@ -54,7 +55,6 @@ from warnd.auth import (
     IDENTITY,
     PUBLIC,
     SESSION_COOKIE,
-    Identity,
     access_for,
     allows,
     csrf_ok,
@@ -65,18 +65,6 @@ from warnd.logs import mask_phone
 from warnd.receipts import ADAPTER_KINDS, KINDS
 
 log = logging.getLogger("warnd.api")
-
-
-async def authenticate(app: App, request: web.Request) -> Identity | None:
-    """Who is making the request, or None if it is not authenticated: a bearer token (``Authorization: Bearer``,
-    which wins when sent) or the console session cookie."""
-    accounts = app.accounts
-    header = request.headers.get("Authorization")
-    if header is not None:
-        scheme, _, value = header.partition(" ")
-        return await accounts.bearer(value.strip()) if scheme.lower() == "bearer" else None
-    cookie = request.cookies.get(SESSION_COOKIE)
-    return await accounts.session(cookie) if cookie else None
 
 
 def _unauthenticated(request: web.Request) -> web.Response:

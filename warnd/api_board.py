@@ -16,7 +16,7 @@ import asyncio
 
 from aiohttp import web
 
-from warnd.api_common import APP_KEY, error_response, int_param, json_response, path_id
+from warnd.api_common import APP_KEY, authenticate, error_response, int_param, json_response, path_id
 from warnd.board import MAX_DAYS, LiveBoard, Snapshot, dashboard
 from warnd.timeline import timeline
 
@@ -59,6 +59,9 @@ async def events(request: web.Request) -> web.StreamResponse:
             while not live.closed and _connected(request):
                 quiet = loop.time() - last_write
                 if quiet >= KEEPALIVE:
+                    # a logout, a disabled account or a revoked token ends the stream too (within KEEPALIVE)
+                    if await authenticate(request.app[APP_KEY], request) is None:
+                        break
                     await response.write(b": keepalive\n\n")
                     last_write = loop.time()
                     continue

@@ -114,6 +114,7 @@ async def composer(request: web.Request) -> web.Response:
         {
             "areas": area_tree(config.areas),
             "groups": [{"name": n, "label": g.label, "drill": g.drill} for n, g in config.groups.items()],
+            "roles": [{"name": n, "label": label} for n, label in config.roles.items()],
             "channels": channels,
             "hazards": [{"code": h.code, "name": h.name} for h in app.pipeline.catalogue.hazards.values()],
             "colours": [{"code": c, "label": label} for c, label in COLOUR_LABELS.items()],

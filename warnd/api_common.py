@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from warnd.auth import SESSION_COOKIE
 from warnd.feeds import feed_health
 from warnd.hazards import COLOUR_LABELS, LEVEL_LABELS
 from warnd.logs import mask_phone, mask_text
 
 if TYPE_CHECKING:
     from warnd.app import App
+    from warnd.auth import Identity
     from warnd.pipeline import IngestResult
 
 # what every HTML page behind a signed link (/a/ 叫应, /k/ 敲门) sends: never cached, never indexed, no referrer
@@ -264,3 +266,15 @@ async def result_json(app: App, result: IngestResult) -> tuple[dict[str, Any], i
 async def single_result(app: App, result: IngestResult) -> web.Response:
     data, status = await result_json(app, result)
     return json_response(data, status=status, tz=app.tz)
+
+
+async def authenticate(app: App, request: web.Request) -> Identity | None:
+    """Who is making the request, or None if it is not authenticated: a bearer token (``Authorization: Bearer``,
+    which wins when sent) or the console session cookie."""
+    accounts = app.accounts
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        return await accounts.bearer(value.strip()) if scheme.lower() == "bearer" else None
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return await accounts.session(cookie) if cookie else None

@@ -62,6 +62,12 @@ MAX_TEXT = 2000
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
+def same_person(a: str, b: str) -> bool:
+    """Whether two principals may be one person: ``user:leader`` and ``token:leader`` (a person's own API token
+    for scripts), or names differing only in case. The submitter must not approve under either."""
+    return (a.partition(":")[2] or a).casefold() == (b.partition(":")[2] or b).casefold()
+
+
 class NotAllowed(Exception):
     """The caller may not make this decision (the submitter approving their own draft)."""
 
@@ -124,7 +130,8 @@ def broadcast_request(body: Any, actor: str) -> BroadcastRequest:
     _only(body, BROADCAST_FIELDS)
     return BroadcastRequest(
         channels=_str_list(body, "channels"),
-        areas=_str_list(body, "areas"),
+        # stripped as the area check strips them: a padded county code must still count as the whole district
+        areas=[code.strip() for code in _str_list(body, "areas")],
         groups=_str_list(body, "groups"),
         hazard=_opt_str(body, "hazard"),
         colour=_opt_str(body, "colour"),
@@ -305,7 +312,7 @@ class Broadcasts:
         self, broadcast_id: int, *, actor: str, note: str | None = None, remote: str | None = None
     ) -> Submitted:
         row = await self._pending(broadcast_id)
-        if row["submitted_by"] == actor:
+        if same_person(row["submitted_by"], actor):
             raise NotAllowed(
                 "不能审批自己提交的广播，需由另一位审批人审批 (the submitter cannot approve their own)"
             )
@@ -344,7 +351,7 @@ class Broadcasts:
     ) -> dict[str, Any]:
         """The submitter (or an admin) takes back a pending draft."""
         row = await self._pending(broadcast_id)
-        if not admin and row["submitted_by"] != actor:
+        if not admin and not same_person(row["submitted_by"], actor):
             raise NotAllowed("只有提交人（或管理员）可以撤回 (only the submitter or an admin can withdraw)")
         if not await self.db.decide(
             broadcast_id,
@@ -370,6 +377,13 @@ class Broadcasts:
         draft = row["draft"]
         sent = row["decided_at"] or row["submitted_at"]
         identifier = f"warnd-bc-{row['id']}"
+        # the alert went out before a crash: record it (a 解除 already sent cannot be drafted again)
+        existing = await self.db.store.find_referenced(identifier, self.config.organisation, None)
+        if existing is not None:
+            await self.db.finish(
+                row["id"], now=self.clock.now(), alert_id=existing["id"], error=None, actor=actor
+            )
+            return Submitted(await self._get(row["id"]), IngestResult("duplicate", alert_id=existing["id"]))
         try:
             request: BroadcastRequest | RevisionRequest
             if row["kind"] == "broadcast":
@@ -427,7 +441,7 @@ class Broadcasts:
         body = sign(signature, text)
         sent = 0
         for user, phone in await self.db.approver_phones(APPROVER_ROLES):
-            if f"user:{user}" == row["submitted_by"]:
+            if same_person(f"user:{user}", row["submitted_by"]):
                 continue
             message = OutgoingMessage(
                 delivery_id=0,

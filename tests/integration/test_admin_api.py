@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import AUTH, ROOT, cap_cn, edit_yaml, file_loudspeaker, make_config_copy
+from tests.conftest import AUTH, ROOT, cap_cn, file_loudspeaker, make_config_copy
 from warnd import api_admin, template_sandbox
 from warnd.api import make_web_app
 from warnd.app import App
@@ -39,13 +38,10 @@ HEADER = "name,phone,role,area_code,lat,lon,language,groups,address,household,vu
 
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
-    """config/ with loudspeakers through the file adapter, and templates/ copied too: saving a template must never
-    touch the project's own."""
+    """config/ with loudspeakers through the file adapter (make_config_copy copies templates/ too: saving a
+    template never touches the project's own)."""
     target = make_config_copy(tmp_path)
     file_loudspeaker(target)
-    templates = tmp_path / "templates"
-    shutil.copytree(ROOT / "templates", templates)
-    edit_yaml(target / "warnd.yaml", lambda data: data.update(templates=str(templates)))
     return target
 
 

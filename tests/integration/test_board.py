@@ -437,6 +437,28 @@ async def test_quiet_stream_gets_keepalive_comments(
     stream.close()
 
 
+async def test_a_stream_ends_when_its_session_does(
+    bapp: App, server: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credentials are checked again at every keepalive: logging out (or a disabled account, a revoked token)
+    ends an open board stream too, not just the next request."""
+    monkeypatch.setattr(api_board, "KEEPALIVE", 4 * LIVE_EVERY)  # 15 s in real life
+    await bapp.accounts.add_user("duty", "correct-horse-battery", "viewer", actor="test")
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:  # 127.0.0.1
+        login = await browser.post(
+            server.make_url("/api/v1/session"), json={"name": "duty", "password": "correct-horse-battery"}
+        )
+        csrf = (await login.json())["csrf_token"]
+        stream = await browser.get(server.make_url("/api/v1/events"))
+        assert (await read_event(stream))["event"] == "board"
+        assert bapp.board.watchers == 1
+        out = await browser.delete(server.make_url("/api/v1/session"), headers={"X-CSRF-Token": csrf})
+        assert out.status == 200
+        async with asyncio.timeout(5):
+            assert await stream.content.read() == b""  # the server ended the stream, no keepalive after
+        await until(lambda: bapp.board.watchers == 0)
+
+
 async def test_one_poller_for_many_streams(bapp: App, server: TestServer, clock: FakeClock) -> None:
     alert_id = await post_with_session(server)
     async with aiohttp.ClientSession(headers=AUTH) as session:

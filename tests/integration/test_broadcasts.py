@@ -89,6 +89,7 @@ async def test_composer_lists_the_area_tree_groups_channels_and_hazards(client: 
     assert [v["name"] for v in pingjin["children"]] == ["万年村", "红光村"]
     assert all(v["kind"] == "village" and v["children"] == [] for v in pingjin["children"])
     assert {g["name"] for g in data["groups"]} == set(app.config.groups)
+    assert {"name": "grid_worker", "label": app.config.roles["grid_worker"]} in data["roles"]
     assert {c["name"]: c["style"] for c in data["channels"]}["loudspeaker"] == "spoken"
     assert {"code": "11B03", "name": "暴雨"} in data["hazards"]
     assert [c["code"] for c in data["colours"]] == ["blue", "yellow", "orange", "red"] or {

@@ -339,17 +339,11 @@ async def test_template_with_recipient_fields_renders_per_recipient(
     config_dir: Path, clock: FakeClock, tmp_path: Path
 ) -> None:
     """Rendering is once per channel x language, unless a template uses recipient fields."""
-    import shutil
-
-    from conftest import ROOT
-
-    templates = tmp_path / "templates"
-    shutil.copytree(ROOT / "templates", templates)
+    templates = tmp_path / "templates"  # the config copy's own templates (tests/conftest.py)
     (templates / "zh-CN" / "duty.j2").write_text(
         "{{ recipient.name }}同志：{{ hazard_name }}{{ alert.colour|colour_name }}预警，请立即到岗并回复收到。",
         encoding="utf-8",
     )
-    edit_yaml(config_dir / "warnd.yaml", lambda d: d.update(templates=str(templates)))
 
     def add_channel(data: dict) -> None:
         data["channels"]["duty_sms"] = {

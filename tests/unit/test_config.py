@@ -78,7 +78,7 @@ def test_example_config_loads(config_dir: Path, tmp_path: Path) -> None:
     assert config.areas["500228000000"] == "梁平区"
     assert config.areas["500228101000"] == "屏锦镇"
     assert config.data_dir == (tmp_path / "data").resolve()
-    assert config.templates == (ROOT / "templates").resolve()
+    assert config.templates == (tmp_path / "templates").resolve()  # tests edit a copy
     assert config.directory == config_dir.resolve()
     assert config.organisation == "梁平区应急管理局"
     assert config.database_url == f"sqlite+aiosqlite:///{config.data_dir / 'warnd.db'}"

@@ -109,13 +109,10 @@ class BroadcastStore:
         note: str | None,
         action: str,
         remote: str | None,
-        submitter: str | None = None,
     ) -> bool:
-        """pending → ``to`` (sending for an approval; rejected; withdrawn), only if still pending (and, with
-        ``submitter``, only if submitted by them). True when this call made the change."""
+        """pending → ``to`` (sending for an approval; rejected; withdrawn), only if still pending. True when
+        this call made the change."""
         where = (broadcasts.c.id == broadcast_id) & (broadcasts.c.status == PENDING)
-        if submitter is not None:
-            where &= broadcasts.c.submitted_by == submitter
         async with self.store.write() as conn:
             changed = (
                 await conn.execute(

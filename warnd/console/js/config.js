@@ -12,9 +12,29 @@ const SECTIONS = {
   terminals: { label: "大喇叭终端", what: "各村的应急广播终端" },
   rules: { label: "响应规则", what: "哪种预警按哪一级响应，发给哪些群组、用哪些渠道" },
 };
-const LEAD = { groups: "名称", terminals: null, rules: null }; // groups are an object: name → settings
 
-/** A cell value as text: lists joined with 、, objects as short "key: value" lines. */
+// column titles for the keys the sections have (docs/configuration.md); other keys are shown as they are named
+const COLUMNS = {
+  name: "名称",
+  label: "显示名",
+  roles: "身份",
+  members: "成员",
+  drill: "参加演练",
+  priority: "优先级",
+  id: "编号",
+  area_code: "区划代码",
+  hazards: "灾种",
+  colours: "颜色",
+  statuses: "状态",
+  msg_types: "消息类型",
+  areas: "区域",
+  level: "响应级别",
+  targets: "发送对象 → 渠道",
+  escalation: "升级",
+};
+
+/** A cell value as text: lists joined with 、, a rule's target as "groups → channels (more)", objects as
+ * "key: value" pairs. */
 function cellText(value) {
   if (value === null || value === undefined) return "";
   if (Array.isArray(value)) {
@@ -23,8 +43,13 @@ function cellText(value) {
       : value.map((v) => cellText(v)).join("\n");
   }
   if (typeof value === "object") {
+    const { groups, channels, ...rest } = value;
+    const more = Object.entries(rest).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`);
+    if (Array.isArray(groups) && Array.isArray(channels)) {
+      return `${groups.join("、")} → ${channels.join("、")}${more.length ? `（${more.join("; ")}）` : ""}`;
+    }
     return Object.entries(value)
-      .map(([k, v]) => `${k}: ${Array.isArray(v) ? `[${cellText(v)}]` : typeof v === "object" ? JSON.stringify(v) : v}`)
+      .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`)
       .join("; ");
   }
   if (typeof value === "boolean") return value ? "是" : "否";
@@ -32,15 +57,15 @@ function cellText(value) {
 }
 
 /** The section as a table: one row per group / terminal / rule, a column per key any of them has. */
-function sectionTable(section, value) {
-  const items = Array.isArray(value)
+function sectionTable(value) {
+  const items = Array.isArray(value) // terminals and rules are lists, groups an object: name → settings
     ? value.map((item) => (item && typeof item === "object" ? item : { value: item }))
-    : Object.entries(value || {}).map(([name, item]) => ({ [LEAD[section]]: name, ...(item || {}) }));
+    : Object.entries(value || {}).map(([name, item]) => ({ name, ...(item || {}) }));
   if (!items.length) return h("p", { class: "card empty" }, "此配置段为空。");
   const columns = [];
   for (const item of items) for (const key of Object.keys(item)) if (!columns.includes(key)) columns.push(key);
   return table(
-    columns,
+    columns.map((key) => COLUMNS[key] || key),
     items.map((item) => h("tr", null, columns.map((key) => h("td", { class: "cfg-cell" }, cellText(item[key]))))),
     { class: "config-table", id: "config-table" },
   );
@@ -189,7 +214,7 @@ export default {
           { class: "card" },
           h("h2", null, SECTIONS[section].label),
           h("p", { class: "hint" }, `${SECTIONS[section].what}。文件：${data.file}`),
-          sectionTable(section, data.value),
+          sectionTable(data.value),
         ),
         editor || message("info", "只有管理员可以修改配置；修改保存后须重启 warnd 才生效。"),
       ),

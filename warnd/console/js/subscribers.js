@@ -76,11 +76,8 @@ function problemsTable(problems) {
   );
 }
 
-/** Roles the groups name (groups.yaml), for the filter and the form. */
-function rolesOf(groups) {
-  const roles = new Set();
-  for (const group of Object.values(groups || {})) for (const role of group.roles || []) roles.add(role);
-  return [...roles].sort();
+function rowButton(action, label, onclick) {
+  return h("button", { type: "button", class: "quiet", dataset: { action }, onclick }, label);
 }
 
 export default {
@@ -88,17 +85,11 @@ export default {
   async render(main, route, ctx) {
     const filters = filtersOf(route.query);
     const mayEdit = ctx.can("operator");
-    const [options, groupsSection] = await Promise.all([
-      composerOptions(),
-      api("/api/v1/config/groups", { signal: ctx.signal }).then(
-        ({ data }) => data.value,
-        () => null,
-      ),
-    ]);
+    const options = await composerOptions();
     if (ctx.signal.aborted) return; // left while loading
     const areas = flatten(options ? options.areas : []);
     const groups = (options ? options.groups : []).map((g) => [g.name, g.label || g.name]);
-    const roles = rolesOf(groupsSection).map((r) => [r, r]);
+    const roles = (options ? options.roles || [] : []).map((r) => [r.name, r.label || r.name]); // 身份, in Chinese
     const areaOptions = areas.map((a) => [a.code, AREA_INDENT.repeat(a.depth) + a.name]);
 
     // --- filters ---
@@ -155,8 +146,16 @@ export default {
         ? h(
             "div",
             { class: "row" },
-            h("button", { type: "button", class: "primary", id: "subscriber-add", onclick: () => edit(null) }, "添加人员"),
-            h("a", { class: "button", id: "subscribers-export", href: "/api/v1/subscribers/export.csv", download: "" }, "导出CSV"),
+            h(
+              "button",
+              { type: "button", class: "primary", id: "subscriber-add", onclick: () => edit(null) },
+              "添加人员",
+            ),
+            h(
+              "a",
+              { class: "button", id: "subscribers-export", href: "/api/v1/subscribers/export.csv", download: "" },
+              "导出CSV",
+            ),
             h(
               "a",
               {
@@ -192,11 +191,13 @@ export default {
     // --- the add / edit form ---
     function edit(person) {
       const readOnly = !mayEdit || (person && !person.editable);
+      const known = !person || roles.some(([r]) => r === person.role); // a role no group names still shows
+      const roleOptions = known ? roles : [[person.role, person.role], ...roles];
       const value = (key) => (person && person[key] !== null && person[key] !== undefined ? String(person[key]) : "");
       const inputs = {
         name: h("input", { name: "name", value: value("name"), required: true, maxlength: 50 }),
         phone: h("input", { name: "phone", value: value("phone"), inputmode: "tel", required: true }),
-        role: select("role", [...(person && !roles.some(([r]) => r === person.role) ? [[person.role, person.role]] : []), ...roles], person ? person.role : "public"),
+        role: select("role", roleOptions, person ? person.role : "public"),
         area_code: areas.length
           ? select("area_code", [["", "请选择"], ...areaOptions], value("area_code"))
           : h("input", { name: "area_code", value: value("area_code"), inputmode: "numeric" }),
@@ -315,18 +316,16 @@ export default {
       const actions = h("td", { class: "nowrap actions-cell" });
       if (person.editable && mayEdit) {
         actions.append(
-          h("button", { type: "button", class: "quiet", dataset: { action: "edit" }, onclick: () => edit(person) }, "编辑"),
+          rowButton("edit", "编辑", () => edit(person)),
           " ",
-          h(
-            "button",
-            { type: "button", class: "quiet", dataset: { action: "remove" }, onclick: () => confirmRemove(person, actions) },
-            "删除",
-          ),
+          rowButton("remove", "删除", () => confirmRemove(person, actions)),
         );
       } else {
         actions.append(
-          h("button", { type: "button", class: "quiet", dataset: { action: "view" }, onclick: () => edit(person) }, "查看"),
-          person.source === "config" ? h("small", { class: "hint", title: CONFIG_REASON }, "配置文件定义，只读") : null,
+          rowButton("view", "查看", () => edit(person)),
+          person.source === "config"
+            ? h("small", { class: "hint", title: CONFIG_REASON }, "配置文件定义，只读")
+            : null,
         );
       }
       return h(

@@ -41,11 +41,18 @@ function previewCard(preview, style) {
         { class: "cp-meta" },
         "字数 ",
         h("b", { dataset: { field: "chars" } }, String(preview.chars)),
-        preview.segments ? [" · 条数 ", h("b", { dataset: { field: "segments" } }, String(preview.segments))] : null,
+        preview.segments
+          ? [" · 条数 ", h("b", { dataset: { field: "segments" } }, String(preview.segments))]
+          : null,
       ),
       preview.truncated ? h("span", { class: "tag tag-below" }, "已截断") : null,
     ),
-    preview.title ? [h("p", { class: "cp-label" }, "标题"), h("p", { class: "pv-headline", dataset: { field: "title" } }, preview.title)] : null,
+    preview.title
+      ? [
+          h("p", { class: "cp-label" }, "标题"),
+          h("p", { class: "pv-headline", dataset: { field: "title" } }, preview.title),
+        ]
+      : null,
     text,
   );
 }
@@ -60,11 +67,14 @@ export default {
       data = (await api("/api/v1/templates", { signal: ctx.signal })).data;
     } catch (error) {
       if (error.name === "AbortError") return;
-      fill(main, h("section", { class: "page" }, h("h1", null, "模板"), retryable(`加载失败：${explain(error)}`, () => ctx.go(route.hash))));
+      const retry = retryable(`加载失败：${explain(error)}`, () => ctx.go(route.hash));
+      fill(main, h("section", { class: "page" }, h("h1", null, "模板"), retry));
       return;
     }
     const languages = data.languages || [];
-    const language = languages.includes(route.query.language) ? route.query.language : data.default_language || languages[0];
+    const language = languages.includes(route.query.language)
+      ? route.query.language
+      : data.default_language || languages[0];
     const mine = data.templates.filter((t) => t.language === language);
     const template = mine.find((t) => t.name === route.query.name) || mine[0];
     if (!template) {
@@ -147,7 +157,8 @@ export default {
           body: { language, name: template.name, source: source.value },
           signal: ctx.signal,
         });
-        fill(outcome, message("ok", source.value === saved ? "当前模板渲染正常。" : "修改后的模板可以渲染（尚未保存）。"));
+        const text = source.value === saved ? "当前模板渲染正常。" : "修改后的模板可以渲染（尚未保存）。";
+        fill(outcome, message("ok", text));
         show(answer.previews || []);
       } catch (error) {
         if (error.name !== "AbortError") refused("预览", error);
@@ -160,7 +171,8 @@ export default {
       saveButton.disabled = true;
       fill(outcome, h("p", { class: "loading" }, "正在检查并保存…"));
       try {
-        const { data: answer } = await api(`/api/v1/templates/${encodeURIComponent(language)}/${encodeURIComponent(template.name)}`, {
+        const path = `/api/v1/templates/${encodeURIComponent(language)}/${encodeURIComponent(template.name)}`;
+        const { data: answer } = await api(path, {
           method: "PUT",
           body: { source: source.value, sha256 },
           signal: ctx.signal,
