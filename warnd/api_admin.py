@@ -69,6 +69,7 @@ from warnd.config import SUBSCRIBER_CSV_COLUMNS, is_village
 from warnd.editing import (
     SECTIONS,
     EditRefused,
+    Saved,
     StaleEdit,
     differs_from_running,
     read_section,
@@ -153,6 +154,18 @@ def _expected_sha256(body: Mapping[str, Any]) -> str | None:
         )
     value: str | None = body["sha256"]
     return value
+
+
+def _saved_detail(saved: Saved, previous: Any) -> dict[str, Any]:
+    """The audit detail of a saved edit: the file, its backup, both digests and the previous content (so a
+    bad edit can be put back from the audit log alone)."""
+    return {
+        "file": str(saved.path),
+        "backup": str(saved.backup) if saved.backup else None,
+        "sha256": saved.sha256,
+        "previous_sha256": saved.previous_sha256,
+        "previous": previous,
+    }
 
 
 def _object(body: Any) -> dict[str, Any]:
@@ -781,18 +794,7 @@ async def save_template_route(request: web.Request) -> web.Response:
     except OSError as exc:
         return error_response(409, f"无法写入 {path} (cannot write: {exc.strerror})")
     app.renderer.reload()  # the next message compiles the new file
-    await _audit(
-        request,
-        "templates.save",
-        f"template:{language}/{name}",
-        {
-            "file": str(path),
-            "backup": str(saved.backup) if saved.backup else None,
-            "sha256": saved.sha256,
-            "previous_sha256": saved.previous_sha256,
-            "previous": previous,
-        },
-    )
+    await _audit(request, "templates.save", f"template:{language}/{name}", _saved_detail(saved, previous))
     return json_response(
         {
             "saved": True,
@@ -857,18 +859,7 @@ async def put_section(request: web.Request) -> web.Response:
         return error_response(409, f"{path} 已被他人修改，请重新载入 (changed since you read it: reload)")
     except OSError as exc:
         return error_response(409, f"无法写入 {path} (cannot write: {exc.strerror})")
-    await _audit(
-        request,
-        "config.save",
-        f"config:{section}",
-        {
-            "file": str(saved.path),
-            "backup": str(saved.backup) if saved.backup else None,
-            "sha256": saved.sha256,
-            "previous_sha256": saved.previous_sha256,
-            "previous": previous,
-        },
-    )
+    await _audit(request, "config.save", f"config:{section}", _saved_detail(saved, previous))
     return json_response(
         {
             "saved": True,

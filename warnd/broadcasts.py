@@ -316,35 +316,18 @@ class Broadcasts:
             raise NotAllowed(
                 "不能审批自己提交的广播，需由另一位审批人审批 (the submitter cannot approve their own)"
             )
-        if not await self.db.decide(
-            broadcast_id,
-            to=SENDING,
-            actor=actor,
-            now=self.clock.now(),
-            note=note,
-            action="broadcast.approve",
-            remote=remote,
-        ):
-            raise Conflict(f"broadcast {broadcast_id} is no longer pending")
-        decided = await self.db.get(broadcast_id)
-        assert decided is not None
+        decided = await self._decide(
+            broadcast_id, SENDING, "broadcast.approve", actor=actor, note=note, remote=remote
+        )
         return await self._send(decided, actor=actor)
 
     async def reject(
         self, broadcast_id: int, *, actor: str, reason: str, remote: str | None = None
     ) -> dict[str, Any]:
         await self._pending(broadcast_id)
-        if not await self.db.decide(
-            broadcast_id,
-            to="rejected",
-            actor=actor,
-            now=self.clock.now(),
-            note=reason,
-            action="broadcast.reject",
-            remote=remote,
-        ):
-            raise Conflict(f"broadcast {broadcast_id} is no longer pending")
-        return await self._get(broadcast_id)
+        return await self._decide(
+            broadcast_id, "rejected", "broadcast.reject", actor=actor, note=reason, remote=remote
+        )
 
     async def withdraw(
         self, broadcast_id: int, *, actor: str, admin: bool, remote: str | None = None
@@ -353,17 +336,9 @@ class Broadcasts:
         row = await self._pending(broadcast_id)
         if not admin and not same_person(row["submitted_by"], actor):
             raise NotAllowed("只有提交人（或管理员）可以撤回 (only the submitter or an admin can withdraw)")
-        if not await self.db.decide(
-            broadcast_id,
-            to=WITHDRAWN,
-            actor=actor,
-            now=self.clock.now(),
-            note=None,
-            action="broadcast.withdraw",
-            remote=remote,
-        ):
-            raise Conflict(f"broadcast {broadcast_id} is no longer pending")
-        return await self._get(broadcast_id)
+        return await self._decide(
+            broadcast_id, WITHDRAWN, "broadcast.withdraw", actor=actor, note=None, remote=remote
+        )
 
     async def resume(self) -> list[int]:
         """Finish sends a crash interrupted (claimed, alert not recorded): the same alert, never a second."""
@@ -417,6 +392,26 @@ class Broadcasts:
         if row["status"] != PENDING:
             raise Conflict(f"broadcast {broadcast_id} is {row['status']}, not pending")
         return row
+
+    async def _decide(
+        self, broadcast_id: int, to: str, action: str, *, actor: str, note: str | None, remote: str | None
+    ) -> dict[str, Any]:
+        """Move a pending broadcast to ``to`` (audited as ``action``) and return it as it now is.
+
+        ``_pending`` was checked before, but another approver may have decided in between: the store only moves
+        a row that is still pending, so the loser of that race gets Conflict, never a second decision.
+        """
+        if not await self.db.decide(
+            broadcast_id,
+            to=to,
+            actor=actor,
+            now=self.clock.now(),
+            note=note,
+            action=action,
+            remote=remote,
+        ):
+            raise Conflict(f"broadcast {broadcast_id} is no longer pending")
+        return await self._get(broadcast_id)
 
     # --- telling the approvers ---------------------------------------------------------------------------------
 

@@ -212,6 +212,13 @@ async def log_in(site: Site, page: Page, name: str, password: str = PASSWORD) ->
     await expect(page.locator("#who-name")).to_have_text(name)
 
 
+async def signed_in(site: Site, name: str, viewport: dict[str, int] = DESKTOP, **options: Any) -> Tab:
+    """A new tab (``open_tab``) logged in as ``name``."""
+    tab = await open_tab(site, viewport, **options)
+    await log_in(site, tab.page, name)
+    return tab
+
+
 async def screenshot(page: Page, name: str) -> None:
     """The whole page as $WARND_SCREENSHOTS/<name>.png, when that is set (Playwright makes the directory)."""
     if SHOTS:
@@ -297,9 +304,8 @@ async def test_login_wrong_password_and_logout(site: Site) -> None:
 
 
 async def test_red_broadcast_two_people_and_the_live_board(site: Site) -> None:
-    first = await open_tab(site)
+    first = await signed_in(site, SUBMITTER)
     page = first.page
-    await log_in(site, page, SUBMITTER)
     await page.goto(f"{site.url}/console/#/compose")
     await page.check(f"input[data-code='{PINGJIN}']")
     await expect(page.locator("input[data-code='500228101201']")).to_be_checked()  # its villages with it
@@ -372,8 +378,7 @@ async def test_red_broadcast_two_people_and_the_live_board(site: Site) -> None:
     await page.goto(f"{site.url}/console/#/board")
     await expect(page.locator("#live-status")).to_have_text("实时连接")
     await page.evaluate("window.sameDocument = true")
-    second = await open_tab(site)
-    await log_in(site, second.page, SECOND)
+    second = await signed_in(site, SECOND)
     await second.page.goto(f"{site.url}/console/#/approvals")
     other = second.page.locator(f"[data-broadcast-id='{broadcast_id}']")
     await expect(other).not_to_contain_text("这是您本人提交的广播")
@@ -417,9 +422,8 @@ async def test_red_broadcast_two_people_and_the_live_board(site: Site) -> None:
 
 
 async def test_delivery_log_filters_pages_and_csv(site: Site) -> None:
-    tab = await open_tab(site)
+    tab = await signed_in(site, OPERATOR)
     page = tab.page
-    await log_in(site, page, OPERATOR)
     await page.goto(f"{site.url}/console/#/log")
     rows = page.locator("#log-table tbody tr")
     await expect(rows.first).to_be_visible()
@@ -470,9 +474,8 @@ async def test_delivery_log_filters_pages_and_csv(site: Site) -> None:
 
 
 async def test_dashboard_draws_its_charts(site: Site) -> None:
-    tab = await open_tab(site)
+    tab = await signed_in(site, VIEWER)
     page = tab.page
-    await log_in(site, page, VIEWER)
     await page.goto(f"{site.url}/console/#/dashboard")
     await expect(page.locator("svg.chart")).to_have_count(3)  # coverage, time to delivery, channels
     await expect(page.locator("svg.chart .target")).to_have_count(1)  # the coverage target line
@@ -483,9 +486,8 @@ async def test_dashboard_draws_its_charts(site: Site) -> None:
 
 
 async def test_a_viewer_sees_no_actions(site: Site) -> None:
-    tab = await open_tab(site)
+    tab = await signed_in(site, VIEWER)
     page = tab.page
-    await log_in(site, page, VIEWER)
     await expect(page.locator("#who-role")).to_have_text("查看员")
     await expect(page.locator("nav a[data-page=compose]")).to_be_hidden()
     await page.goto(f"{site.url}/console/#/compose")
@@ -500,9 +502,8 @@ async def test_a_viewer_sees_no_actions(site: Site) -> None:
 
 
 async def test_phone_sized_screen(site: Site) -> None:
-    tab = await open_tab(site, PHONE, is_mobile=True, has_touch=True)
+    tab = await signed_in(site, OPERATOR, PHONE, is_mobile=True, has_touch=True)
     page = tab.page
-    await log_in(site, page, OPERATOR)
     await expect(page.locator(".alert-card").first).to_be_visible()
     await expect(page.locator("#menu-toggle")).to_be_visible()
     await expect(page.locator("#nav")).to_be_hidden()  # folded behind 菜单
@@ -523,9 +524,8 @@ async def test_phone_sized_screen(site: Site) -> None:
 
 
 async def test_lifting_a_red_warning_waits_for_a_second_person(site: Site) -> None:
-    tab = await open_tab(site)
+    tab = await signed_in(site, OPERATOR)
     page = tab.page
-    await log_in(site, page, OPERATOR)
     await page.goto(f"{site.url}/console/#/alerts/{site.alert_id}")
     actions = page.locator(".actions")
     await actions.locator("button.danger").click()  # no reason yet

@@ -37,10 +37,9 @@ from test_console import (
     async_playwright,
     browser_missing,
     close_tab,
-    log_in,
     no_sideways_scroll,
-    open_tab,
     screenshot,
+    signed_in,
 )
 
 try:
@@ -123,9 +122,8 @@ async def choose_csv(page: Page, text: str) -> None:
 
 async def test_subscribers_import_all_or_nothing_edit_and_remove(admin_site: AdminSite) -> None:
     site = admin_site
-    tab = await open_tab(site)  # type: ignore[arg-type]  # open_tab only needs .browser
+    tab = await signed_in(site, OPERATOR)  # type: ignore[arg-type]  # it only needs .browser and .url
     page = tab.page
-    await log_in(site, page, OPERATOR)  # type: ignore[arg-type]
     await page.click("nav a[data-page=subscribers]")
     await expect(page.locator("#subscriber-table tbody tr").first).to_be_visible()
     assert (await api_json(site, "/api/v1/subscribers?q=导入"))["subscribers"] == []
@@ -189,9 +187,8 @@ async def test_template_preview_sandbox_and_save(admin_site: AdminSite) -> None:
     site = admin_site
     sms = site.templates / "zh-CN" / "sms.j2"
     original = sms.read_text(encoding="utf-8")
-    tab = await open_tab(site)  # type: ignore[arg-type]
+    tab = await signed_in(site, ADMIN)  # type: ignore[arg-type]
     page = tab.page
-    await log_in(site, page, ADMIN)  # type: ignore[arg-type]
     await page.goto(f"{site.url}/console/#/templates?language=zh-CN&name=sms")
     editor = page.locator("#template-source")
     await expect(editor).to_have_value(original)
@@ -242,9 +239,8 @@ async def test_template_preview_sandbox_and_save(admin_site: AdminSite) -> None:
 
 async def test_config_sections_validated_and_saved(admin_site: AdminSite) -> None:
     site = admin_site
-    tab = await open_tab(site)  # type: ignore[arg-type]
+    tab = await signed_in(site, ADMIN)  # type: ignore[arg-type]
     page = tab.page
-    await log_in(site, page, ADMIN)  # type: ignore[arg-type]
     await page.click("nav a[data-page=config]")
     await page.click(".segmented a >> text=响应规则")
     await expect(page).to_have_url(f"{site.url}/console/#/config/rules")
@@ -285,9 +281,8 @@ async def test_config_sections_validated_and_saved(admin_site: AdminSite) -> Non
 
 async def test_a_viewer_reads_only(admin_site: AdminSite) -> None:
     site = admin_site
-    tab = await open_tab(site)  # type: ignore[arg-type]
+    tab = await signed_in(site, VIEWER)  # type: ignore[arg-type]
     page = tab.page
-    await log_in(site, page, VIEWER)  # type: ignore[arg-type]
     await page.goto(f"{site.url}/console/#/subscribers")
     await expect(page.locator("#subscriber-table tbody tr").first).to_be_visible()
     await expect(page.locator("#subscriber-add")).to_have_count(0)
@@ -305,9 +300,8 @@ async def test_a_viewer_reads_only(admin_site: AdminSite) -> None:
 
 async def test_editing_pages_fit_a_phone(admin_site: AdminSite) -> None:
     site = admin_site
-    tab = await open_tab(site, PHONE, is_mobile=True, has_touch=True)  # type: ignore[arg-type]
+    tab = await signed_in(site, ADMIN, PHONE, is_mobile=True, has_touch=True)  # type: ignore[arg-type]
     page = tab.page
-    await log_in(site, page, ADMIN)  # type: ignore[arg-type]
     for hash_, ready in (
         ("#/subscribers", "#subscriber-table tbody tr"),
         ("#/templates", "#template-previews .channel-preview"),

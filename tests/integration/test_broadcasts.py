@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from conftest import cap_cn, edit_yaml
 from sqlalchemy import update
 
-from tests.conftest import APPROVER_AUTH, AUTH
+from tests.conftest import APPROVER_AUTH
+from tests.support.api import api_client, call
 from tests.support.gateway import FakeSmsGateway
-from warnd.api import make_web_app
 from warnd.api_broadcasts import area_tree
 from warnd.api_common import APP_KEY
 from warnd.app import App
@@ -48,15 +48,8 @@ def config_dir(config_dir: Path) -> Path:
 
 @pytest.fixture
 async def client(app: App) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0), headers=AUTH) as c:
+    async with api_client(app) as c:
         yield c
-
-
-async def call(
-    client: TestClient, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    resp = await client.request(method, path, json=body, headers=headers)
-    return resp.status, await resp.json()
 
 
 def sms_people(app: App, prefix: str) -> set[str]:

@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from conftest import cap_cn
 from sqlalchemy import update
 
-from tests.conftest import APPROVER_AUTH, AUTH
-from warnd.api import make_web_app
+from tests.conftest import APPROVER_AUTH
+from tests.support.api import api_client, call
 from warnd.app import App
 from warnd.schema import broadcasts
 from warnd.store.broadcasts import SENDING
@@ -25,15 +25,8 @@ YELLOW = {"areas": [PINGJIN], "channels": ["sms"], "hazard": "暴雨", "colour":
 
 @pytest.fixture
 async def client(app: App) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0), headers=AUTH) as c:
+    async with api_client(app) as c:
         yield c
-
-
-async def call(
-    client: TestClient, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    resp = await client.request(method, path, json=body, headers=headers)
-    return resp.status, await resp.json()
 
 
 @pytest.mark.parametrize("code", [f" {DISTRICT}", f"{DISTRICT} ", f"{DISTRICT}\n"])
@@ -127,7 +120,7 @@ async def test_every_state_changing_route_refuses_a_session_without_csrf(app: Ap
         "{household}": "1",
     }
     await app.accounts.add_user("管理员甲", "correct-horse-battery", "admin", actor="tests:setup")
-    async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0)) as anon:
+    async with api_client(app, headers={}) as anon:  # no token: a session cookie only
         resp = await anon.post(
             "/api/v1/session", json={"name": "管理员甲", "password": "correct-horse-battery"}
         )

@@ -151,6 +151,23 @@ def _prefix_range(column: Any, prefix: str) -> Any:
     return and_(column >= prefix, column < upper)
 
 
+async def audit_in(
+    conn: AsyncConnection,
+    at: datetime,
+    actor: str,
+    action: str,
+    target: str | None,
+    detail: Mapping[str, Any],
+    remote: str | None,
+) -> None:
+    """An audit-log entry written in the caller's transaction, so it lands exactly when the change it records."""
+    await conn.execute(
+        insert(audit_log).values(
+            at=at, actor=actor[:100], action=action, target=target, detail=dict(detail), remote=remote
+        )
+    )
+
+
 class Store:
     def __init__(self, url: str, *, writer: AsyncEngine, reader: AsyncEngine):
         self.url = url
@@ -212,11 +229,7 @@ class Store:
         remote: str | None = None,
     ) -> None:
         async with self.write() as conn:
-            await conn.execute(
-                insert(audit_log).values(
-                    at=at, actor=actor, action=action, target=target, detail=dict(detail or {}), remote=remote
-                )
-            )
+            await audit_in(conn, at, actor, action, target, detail or {}, remote)
 
     async def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
         async with self.read() as conn:

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import and_, exists, func, or_, select
 
 from warnd.cap.model import DRILL_STATUSES
-from warnd.schema import acknowledgements, alerts, audit_log, deliveries, recipients
-from warnd.store import NOT_SENT, Store, covers, is_warning
+from warnd.schema import acknowledgements, alerts, deliveries, recipients
+from warnd.store import NOT_SENT, Store, audit_in, covers, is_warning
 
 CHANNELS = ("reply", "link", "call")
 
@@ -184,7 +183,7 @@ class AckStore:
             ack = _ack(dict(row._mapping), already=new_id is None)
             target = f"alert:{alert_id}/recipient:{recipient_id}"
             if ack.already:
-                await _audit(
+                await audit_in(
                     conn,
                     at,
                     recorded_by,
@@ -198,7 +197,7 @@ class AckStore:
                     remote,
                 )
             elif audit_action:
-                await _audit(
+                await audit_in(
                     conn, at, recorded_by, audit_action, target, {"channel": channel, **detail}, remote
                 )
             return ack
@@ -393,22 +392,6 @@ class AckStore:
             item["ack"] = by_key.get((item["alert_id"], item["recipient_id"]))
             out.append(item)
         return out, ack_rows
-
-
-async def _audit(
-    conn: AsyncConnection,
-    at: datetime,
-    actor: str,
-    action: str,
-    target: str,
-    detail: Mapping[str, Any],
-    remote: str | None,
-) -> None:
-    await conn.execute(
-        insert(audit_log).values(
-            at=at, actor=actor[:100], action=action, target=target, detail=dict(detail), remote=remote
-        )
-    )
 
 
 def _aware(value: Any) -> datetime | None:

@@ -16,11 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from warnd.config import area_prefix
-from warnd.schema import audit_log, group_members, recipients
-from warnd.store import Store, _prefix_range
+from warnd.schema import group_members, recipients
+from warnd.store import Store, _prefix_range, audit_in
 
 PERSON = "person"
 CONFIG = "config"
@@ -54,25 +54,10 @@ class SubscriberFilters:
     state: str = "active"  # active | removed | all
 
 
-async def _audit(
-    conn: AsyncConnection,
-    at: datetime,
-    actor: str,
-    action: str,
-    recipient_id: int,
-    detail: Mapping[str, Any],
-    remote: str | None,
-) -> None:
-    await conn.execute(
-        insert(audit_log).values(
-            at=at,
-            actor=actor[:100],
-            action=action,
-            target=f"recipient:{recipient_id}",
-            detail=dict(detail),
-            remote=remote,
-        )
-    )
+def _editable(recipient_id: int) -> ColumnElement[bool]:
+    """The recipient ``recipient_id`` if an operator may change it: an active person not from config."""
+    r = recipients
+    return and_(r.c.id == recipient_id, r.c.kind == PERSON, r.c.source != CONFIG, r.c.active.is_(True))
 
 
 class SubscriberStore:
@@ -147,12 +132,7 @@ class SubscriberStore:
             changed = (
                 await conn.execute(
                     update(r)
-                    .where(
-                        r.c.id == recipient_id,
-                        r.c.kind == PERSON,
-                        r.c.source != CONFIG,
-                        r.c.active.is_(True),
-                    )
+                    .where(_editable(recipient_id))
                     .values(key=row["key"], updated_at=now, **{c: row[c] for c in EDITABLE})
                 )
             ).rowcount
@@ -165,7 +145,9 @@ class SubscriberStore:
                     insert(group_members),
                     [{"group_name": g, "recipient_id": recipient_id} for g in groups],
                 )
-            await _audit(conn, now, actor, "subscribers.update", recipient_id, detail, remote)
+            await audit_in(
+                conn, now, actor, "subscribers.update", f"recipient:{recipient_id}", detail, remote
+            )
             return True
 
     async def remove(
@@ -177,18 +159,11 @@ class SubscriberStore:
         async with self.store.write() as conn:
             changed = (
                 await conn.execute(
-                    update(r)
-                    .where(
-                        and_(
-                            r.c.id == recipient_id,
-                            r.c.kind == PERSON,
-                            r.c.source != CONFIG,
-                            r.c.active.is_(True),
-                        )
-                    )
-                    .values(active=False, updated_at=now)
+                    update(r).where(_editable(recipient_id)).values(active=False, updated_at=now)
                 )
             ).rowcount
             if changed:
-                await _audit(conn, now, actor, "subscribers.remove", recipient_id, detail, remote)
+                await audit_in(
+                    conn, now, actor, "subscribers.remove", f"recipient:{recipient_id}", detail, remote
+                )
             return bool(changed)

@@ -8,37 +8,19 @@ Writes that an operator makes (adding a user or token, disabling, revoking) are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from warnd.schema import api_tokens, audit_log, sessions, users
-from warnd.store import Store
+from warnd.store import Store, audit_in
 
 LOGIN_FAILED = "session.login_failed"  # the audit action failed logins are counted by
 
 
 class NameTaken(Exception):
     """A user or token of that name exists already."""
-
-
-async def _audit(
-    conn: AsyncConnection,
-    at: datetime,
-    actor: str,
-    action: str,
-    target: str | None,
-    detail: Mapping[str, Any],
-    remote: str | None,
-) -> None:
-    await conn.execute(
-        insert(audit_log).values(
-            at=at, actor=actor[:100], action=action, target=target, detail=dict(detail), remote=remote
-        )
-    )
 
 
 class AuthStore:
@@ -75,7 +57,7 @@ class AuthStore:
                     .returning(users.c.id)
                 )
             ).scalar_one()
-            await _audit(conn, now, actor, "users.add", f"user:{name}", {"role": role}, remote)
+            await audit_in(conn, now, actor, "users.add", f"user:{name}", {"role": role}, remote)
             return int(user_id)
 
     async def user(self, name: str) -> dict[str, Any] | None:
@@ -104,7 +86,9 @@ class AuthStore:
             if row.disabled:
                 return False
             await conn.execute(update(users).where(users.c.id == row.id).values(disabled=True))
-            await _audit(conn, now, actor, "users.disable", f"user:{name}", {"sessions_ended": ended}, remote)
+            await audit_in(
+                conn, now, actor, "users.disable", f"user:{name}", {"sessions_ended": ended}, remote
+            )
             return True
 
     async def logged_in(self, user_id: int, now: datetime, password_hash: str | None = None) -> None:
@@ -140,7 +124,7 @@ class AuthStore:
                     .returning(api_tokens.c.id)
                 )
             ).scalar_one()
-            await _audit(conn, now, actor, "tokens.add", f"token:{name}", {"role": role}, remote)
+            await audit_in(conn, now, actor, "tokens.add", f"token:{name}", {"role": role}, remote)
             return int(token_id)
 
     async def token(self, token_hash: str) -> dict[str, Any] | None:
@@ -175,7 +159,7 @@ class AuthStore:
             if row.revoked:
                 return False
             await conn.execute(update(api_tokens).where(api_tokens.c.id == row.id).values(revoked=True))
-            await _audit(conn, now, actor, "tokens.revoke", f"token:{name}", {}, remote)
+            await audit_in(conn, now, actor, "tokens.revoke", f"token:{name}", {}, remote)
             return True
 
     # --- sessions -----------------------------------------------------------------------------------------------

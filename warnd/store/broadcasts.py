@@ -11,10 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from warnd.schema import audit_log, broadcasts, users
-from warnd.store import Store
+from warnd.schema import broadcasts, users
+from warnd.store import Store, audit_in
 
 PENDING, SENDING, SENT, FAILED, REJECTED, WITHDRAWN = (
     "pending",
@@ -25,27 +24,6 @@ PENDING, SENDING, SENT, FAILED, REJECTED, WITHDRAWN = (
     "withdrawn",
 )
 STATUSES = (PENDING, SENDING, SENT, FAILED, REJECTED, WITHDRAWN)
-
-
-async def _audit(
-    conn: AsyncConnection,
-    at: datetime,
-    actor: str,
-    action: str,
-    broadcast_id: int,
-    detail: Mapping[str, Any],
-    remote: str | None,
-) -> None:
-    await conn.execute(
-        insert(audit_log).values(
-            at=at,
-            actor=actor[:100],
-            action=action,
-            target=f"broadcast:{broadcast_id}",
-            detail=dict(detail),
-            remote=remote,
-        )
-    )
 
 
 class BroadcastStore:
@@ -66,12 +44,12 @@ class BroadcastStore:
                     )
                 ).scalar_one()
             )
-            await _audit(
+            await audit_in(
                 conn,
                 now,
                 actor,
                 "broadcast.submit",
-                broadcast_id,
+                f"broadcast:{broadcast_id}",
                 {
                     "status": values["status"],
                     "reasons": values.get("approval_reasons"),
@@ -122,7 +100,8 @@ class BroadcastStore:
                 )
             ).rowcount
             if changed:
-                await _audit(conn, now, actor, action, broadcast_id, {"note": note} if note else {}, remote)
+                target = f"broadcast:{broadcast_id}"
+                await audit_in(conn, now, actor, action, target, {"note": note} if note else {}, remote)
             return bool(changed)
 
     async def finish(
@@ -137,7 +116,7 @@ class BroadcastStore:
                 .values(status=status, alert_id=alert_id, error=error[:1000] if error else None)
             )
             detail: dict[str, Any] = {"alert_id": alert_id} if alert_id is not None else {"error": error}
-            await _audit(conn, now, actor, f"broadcast.{status}", broadcast_id, detail, None)
+            await audit_in(conn, now, actor, f"broadcast.{status}", f"broadcast:{broadcast_id}", detail, None)
 
     async def sending(self) -> list[dict[str, Any]]:
         """Broadcasts claimed for sending but not finished (a crash between the claim and the alert)."""

@@ -78,6 +78,15 @@ export function table(headers, rows, attrs = {}) {
 }
 
 /** A labelled form field: label above, the control below. */
+/** A <select name> of ``[value, label]`` pairs with ``value`` chosen ("" when none). */
+export function select(name, options, value) {
+  return h(
+    "select",
+    { name },
+    options.map(([v, label]) => h("option", { value: v, selected: v === (value || "") }, label)),
+  );
+}
+
 export function field(label, control, hint) {
   const id = control.id || `f-${Math.random().toString(36).slice(2, 9)}`;
   control.id = id;

@@ -3,11 +3,11 @@
 // filtered view can be bookmarked. 导出CSV is a plain link to the same query with format=csv: the browser
 // downloads it with the session cookie (operators and above; phones masked).
 
-import { queryString, api, explain } from "./api.js";
+import { queryString, api } from "./api.js";
 import { composerOptions, flatten } from "./areas.js";
-import { field, fill, h, message, numeric, table } from "./dom.js";
+import { field, fill, h, numeric, select, table } from "./dom.js";
 import { DELIVERY_STATUS, when } from "./format.js";
-import { deliveryBadge, retryable } from "./widgets.js";
+import { deliveryBadge, keysetList } from "./widgets.js";
 
 const PAGE_SIZES = [20, 50, 100];
 const PAGE_SIZE = 50;
@@ -23,14 +23,6 @@ const AREA_INDENT = "\u3000"; // an ideographic space per level of the tree in t
 
 function filtersOf(query) {
   return Object.fromEntries(FILTERS.filter((k) => query[k]).map((k) => [k, query[k]]));
-}
-
-function select(name, options, value) {
-  return h(
-    "select",
-    { name },
-    options.map(([v, label]) => h("option", { value: v, selected: v === (value || "") }, label)),
-  );
 }
 
 function rowOf(d) {
@@ -198,49 +190,16 @@ export default {
       ),
     );
 
-    const pages = []; // the `after` of each page shown before this one
-    async function load(after) {
-      fill(body, h("p", { class: "loading" }, "正在查询…"));
-      let data;
-      try {
-        data = (
-          await api("/api/v1/deliveries", {
-            query: { ...filters, limit: pageSize, after: after || "" },
-            signal: ctx.signal,
-          })
-        ).data;
-      } catch (error) {
-        if (error.name === "AbortError") return;
-        fill(
-          body,
-          error.status === 400
-            ? message("error", `查询条件有误：${explain(error)}`)
-            : retryable(`查询失败：${explain(error)}`, () => load(after)),
-        );
-        return;
-      }
-      const rows = data.deliveries || [];
-      const previous = h(
-        "button",
-        { type: "button", class: "quiet", disabled: !pages.length, onclick: () => load(pages.pop()) },
-        "上一页",
-      );
-      const next = h(
-        "button",
-        {
-          type: "button",
-          class: "quiet",
-          id: "log-next",
-          disabled: !data.next_after,
-          onclick: () => {
-            pages.push(after || 0);
-            load(data.next_after);
-          },
-        },
-        "下一页",
-      );
-      fill(
-        body,
+    const { load } = keysetList(body, {
+      path: "/api/v1/deliveries",
+      key: "deliveries",
+      query: filters,
+      pageSize,
+      signal: ctx.signal,
+      loading: "正在查询…",
+      unit: "条",
+      nextId: "log-next",
+      render: (rows) =>
         rows.length
           ? table(
               [
@@ -262,15 +221,7 @@ export default {
               { class: "log-table", id: "log-table" },
             )
           : h("p", { class: "card empty" }, "没有符合条件的记录。"),
-        h(
-          "div",
-          { class: "pager" },
-          previous,
-          h("span", { class: "muted" }, `第 ${pages.length + 1} 页 · 本页 ${rows.length} 条`),
-          next,
-        ),
-      );
-    }
+    });
     await load(0);
   },
 };

@@ -6,9 +6,9 @@
 
 import { api, explain, queryString } from "./api.js";
 import { composerOptions, flatten } from "./areas.js";
-import { field, fill, h, message, numeric, table } from "./dom.js";
+import { field, fill, h, message, numeric, select, table } from "./dom.js";
 import { when } from "./format.js";
-import { retryable } from "./widgets.js";
+import { keysetList } from "./widgets.js";
 
 const PAGE_SIZE = 50;
 const FILTERS = ["q", "village", "role", "group", "source", "state"];
@@ -30,14 +30,6 @@ const CONFIG_REASON = "此人由配置文件（config/subscribers.yaml 或配置
 
 function filtersOf(query) {
   return Object.fromEntries(FILTERS.filter((k) => query[k]).map((k) => [k, query[k]]));
-}
-
-function select(name, options, value) {
-  return h(
-    "select",
-    { name },
-    options.map(([v, label]) => h("option", { value: v, selected: v === (value || "") }, label)),
-  );
 }
 
 function checkboxes(name, options, chosen) {
@@ -258,7 +250,7 @@ export default {
             ? await api(`/api/v1/subscribers/${person.id}`, { method: "PUT", body, signal: ctx.signal })
             : await api("/api/v1/subscribers", { method: "POST", body, signal: ctx.signal });
           fill(editor, message("ok", `已保存：${data.name}（#${data.id}，${data.phone}），立即生效。`));
-          load(current);
+          list.reload();
         } catch (error) {
           if (error.name === "AbortError") return;
           const problems = error.data && Array.isArray(error.data.errors) ? error.data.errors : [];
@@ -291,7 +283,7 @@ export default {
             try {
               await api(`/api/v1/subscribers/${person.id}`, { method: "DELETE", signal: ctx.signal });
               fill(editor, message("ok", `已删除：${person.name}（#${person.id}）。其发送记录保留；不再收到新的预警。`));
-              load(current);
+              list.reload();
             } catch (error) {
               if (error.name === "AbortError") return;
               fill(cell, message("error", `删除失败：${explain(error)}`));
@@ -307,7 +299,7 @@ export default {
           { class: "confirm confirm-inline" },
           h("span", null, `删除 ${person.name}？`),
           sure,
-          h("button", { type: "button", class: "quiet", onclick: () => load(current) }, "取消"),
+          h("button", { type: "button", class: "quiet", onclick: () => list.reload() }, "取消"),
         ),
       );
     }
@@ -344,31 +336,15 @@ export default {
     }
 
     // --- the list, keyset pages ---
-    const pages = []; // the `after` of each page shown before this one
-    let current = 0;
-    async function load(after) {
-      current = after || 0;
-      let data;
-      try {
-        data = (
-          await api("/api/v1/subscribers", {
-            query: { ...filters, limit: PAGE_SIZE, after: after || "" },
-            signal: ctx.signal,
-          })
-        ).data;
-      } catch (error) {
-        if (error.name === "AbortError") return;
-        fill(
-          results,
-          error.status === 400
-            ? message("error", `查询条件有误：${explain(error)}`)
-            : retryable(`查询失败：${explain(error)}`, () => load(after)),
-        );
-        return;
-      }
-      const rows = data.subscribers || [];
-      fill(
-        results,
+    const list = keysetList(results, {
+      path: "/api/v1/subscribers",
+      key: "subscribers",
+      query: filters,
+      pageSize: PAGE_SIZE,
+      signal: ctx.signal,
+      unit: "人",
+      nextId: "subscribers-next",
+      render: (rows) =>
         rows.length
           ? table(
               [numeric("编号"), "姓名", "手机", "身份", "区域", "分组", "来源", "更新时间", "操作"],
@@ -376,32 +352,7 @@ export default {
               { class: "subscriber-table", id: "subscriber-table" },
             )
           : h("p", { class: "card empty" }, "没有符合条件的人员。"),
-        h(
-          "div",
-          { class: "pager" },
-          h(
-            "button",
-            { type: "button", class: "quiet", disabled: !pages.length, onclick: () => load(pages.pop()) },
-            "上一页",
-          ),
-          h("span", { class: "muted" }, `第 ${pages.length + 1} 页 · 本页 ${rows.length} 人`),
-          h(
-            "button",
-            {
-              type: "button",
-              class: "quiet",
-              id: "subscribers-next",
-              disabled: !data.next_after,
-              onclick: () => {
-                pages.push(after || 0);
-                load(data.next_after);
-              },
-            },
-            "下一页",
-          ),
-        ),
-      );
-    }
+    });
 
     // --- CSV import: the file as the body, all or nothing ---
     function importCard() {
@@ -447,7 +398,7 @@ export default {
           });
           fill(outcome, message("ok", `已导入 ${data.imported} 人（文件共 ${data.rows} 行），立即生效。`));
           file.value = "";
-          load(current);
+          list.reload();
         } catch (error) {
           if (error.name === "AbortError") return;
           const problems = error.data && Array.isArray(error.data.errors) ? error.data.errors : [];
@@ -465,6 +416,6 @@ export default {
       return card;
     }
 
-    await load(0);
+    await list.load(0);
   },
 };

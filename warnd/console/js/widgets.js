@@ -1,6 +1,7 @@
-// Small pieces several pages show the same way: colour tags, progress bars, status badges.
+// Small pieces several pages show the same way: colour tags, progress bars, status badges, keyset-paged lists.
 
-import { h } from "./dom.js";
+import { api, explain } from "./api.js";
+import { fill, h, message } from "./dom.js";
 import { BROADCAST_STATUS, CAP_STATUS, colourLabel, DELIVERY_STATUS, percent, share } from "./format.js";
 
 /** "红色 Ⅰ级" on the colour itself (plus 演练/测试 when it is not a real warning). */
@@ -67,4 +68,62 @@ export function retryable(text, retry) {
     " ",
     h("button", { type: "button", class: "quiet", onclick: retry }, "重试"),
   );
+}
+
+/**
+ * A list the server pages by key (``?after=<next_after>``), shown in ``into``: ``render(rows)`` draws one page,
+ * a pager (上一页/下一页, "第 n 页 · 本页 m <unit>") goes under it. A 400 means the filters are wrong (no retry),
+ * other failures offer 重试. ``loading`` (if given) is shown while each page loads. Returns ``load(after)``
+ * (0 = the first page) and ``reload()`` (the page shown now).
+ */
+export function keysetList(into, { path, key, query, pageSize, signal, render, unit, nextId, loading }) {
+  const pages = []; // the `after` of each page shown before this one
+  let current = 0;
+  async function load(after) {
+    current = after || 0;
+    if (loading) fill(into, h("p", { class: "loading" }, loading));
+    let data;
+    try {
+      data = (await api(path, { query: { ...query, limit: pageSize, after: after || "" }, signal })).data;
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      fill(
+        into,
+        error.status === 400
+          ? message("error", `查询条件有误：${explain(error)}`)
+          : retryable(`查询失败：${explain(error)}`, () => load(after)),
+      );
+      return;
+    }
+    const rows = data[key] || [];
+    fill(
+      into,
+      render(rows),
+      h(
+        "div",
+        { class: "pager" },
+        h(
+          "button",
+          { type: "button", class: "quiet", disabled: !pages.length, onclick: () => load(pages.pop()) },
+          "上一页",
+        ),
+        h("span", { class: "muted" }, `第 ${pages.length + 1} 页 · 本页 ${rows.length} ${unit}`),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "quiet",
+            id: nextId,
+            disabled: !data.next_after,
+            onclick: () => {
+              pages.push(after || 0);
+              load(data.next_after);
+            },
+          },
+          "下一页",
+        ),
+      ),
+    );
+  }
+  return { load, reload: () => load(current) };
 }
