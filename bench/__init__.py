@@ -1,0 +1,1 @@
+"""warnd's benchmark suite: ``python -m bench.run`` (docs/performance.md)."""

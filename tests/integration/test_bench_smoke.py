@@ -1,0 +1,52 @@
+"""The benchmark suite (bench/, docs/performance.md) at tiny sizes: every piece runs end to end — a real App in a
+child process, the local gateway stub, the raw baseline — and the results have the documented shape. Timing is
+not checked here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench import parse, run
+
+FIELDS = {"name", "value", "unit", "target", "met", "ratio_to_baseline", "notes"}
+
+
+def check_shape(results: list[dict]) -> None:
+    for r in results:
+        assert set(r) == FIELDS, r
+        assert isinstance(r["name"], str) and isinstance(r["unit"], str) and isinstance(r["notes"], str)
+        assert isinstance(r["value"], int | float) and r["value"] > 0, r
+        assert r["met"] is None if r["target"] is None else isinstance(r["met"], bool)
+
+
+def test_parse_and_runner_write_json(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    assert run.main(["--only", "parse", "--json", str(out)]) == 0
+    written = json.loads(out.read_text(encoding="utf-8"))
+    assert {"cpu", "cores", "ram_gib", "python", "sqlite", "os", "date"} <= set(written["machine"])
+    assert written["machine"]["cores"] >= 1
+    check_shape(written["results"])
+    assert "parse_cap_cn" in {r["name"] for r in written["results"]}
+    assert [r["name"] for r in parse.run(True, generated_count=10, seconds=0.01, corpus=tmp_path)] == [
+        "parse_cap_cn"  # no corpus there: only the generated alerts
+    ]
+
+
+def test_fanout_pieces_at_tiny_sizes() -> None:
+    latency = run.latency(True, recipients=150, reps=2)
+    assert [r["name"] for r in latency] == ["ingest_to_first_request_p50", "ingest_to_first_request_p99"]
+    check_shape(latency)
+    assert latency[0]["value"] <= latency[1]["value"]
+    assert "174 SMS" in latency[0]["notes"]  # 150 imported + the example's 24 people with a phone
+    million = run.million(True, recipients=300)
+    check_shape(million)
+    names = [r["name"] for r in million]
+    assert names == [
+        "baseline_raw_insert",
+        "fanout_300_persisted",
+        "fanout_300_accepted",
+        "fanout_300_peak_rss",
+    ]
+    assert all(r["ratio_to_baseline"] for r in million[:3])
+    assert million[3]["unit"] == "MB" and million[3]["value"] > 10
