@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -24,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from aiohttp import web
 
 from bench.cap_cn import cap_cn
@@ -165,22 +163,16 @@ async def measure(recipients: int, reps: int, *, patience: float = 600) -> Fanou
 
 
 def make_config(root: Path, gateway_url: str) -> Path:
-    """The example config, with data in ``root/data``, ``sms`` pointed at the stub (100 numbers per request,
-    no rate limit: the stub is the provider) and loudspeakers / push writing files (no broker needed)."""
-    target = root / "config"
-    shutil.copytree(ROOT / "config", target)
+    """The tests' copy of the example config (tests/conftest.py), ``sms`` pointed at the stub (100 numbers per
+    request, no rate limit: the stub is the provider) and loudspeakers / push writing files (no broker needed)."""
+    # imported here, in the parent only: the child (python -m bench.fanout) must not load pytest, its RSS counts
+    from tests.conftest import edit_yaml, file_loudspeaker, file_push, make_config_copy
 
-    def edit(name: str, change: Any) -> None:
-        path = target / name
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        change(data)
-        path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    target = make_config_copy(root)
+    file_loudspeaker(target)
+    file_push(target, tokens={})
 
-    def settings(data: dict[str, Any]) -> None:
-        data["data_dir"] = str(root / "data")
-        data["templates"] = str(ROOT / "templates")
-
-    def channels(data: dict[str, Any]) -> None:
+    def sms(data: dict[str, Any]) -> None:
         data["channels"]["sms"] = {
             "adapter": "sms_http",
             "url": gateway_url,
@@ -188,22 +180,14 @@ def make_config(root: Path, gateway_url: str) -> Path:
             "max_recipients_per_request": 100,
             "timeout": 30,
         }
-        data["channels"]["loudspeaker"] = {
-            "adapter": "file",
-            "address": "terminal",
-            "template": "loudspeaker",
-            "max_chars": 500,
-        }
-        data["channels"]["push"] = {"adapter": "file", "address": "push", "template": "push"}
 
     def rules(data: dict[str, Any]) -> None:
         for rule in data["rules"]:
             if rule["name"] == "rainstorm-red":
                 rule["inhibit"] = False  # each repetition is a new red rainstorm; none may suppress the next
 
-    edit("warnd.yaml", settings)
-    edit("rules.yaml", rules)
-    edit("channels.yaml", channels)
+    edit_yaml(target / "channels.yaml", sms)
+    edit_yaml(target / "rules.yaml", rules)
     return target
 
 

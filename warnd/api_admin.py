@@ -55,6 +55,7 @@ from warnd.api_common import (
     MAX_ID,
     PRINCIPAL,
     ROLE,
+    csv_download,
     error_response,
     int_param,
     json_body,
@@ -480,15 +481,7 @@ async def export_subscribers(request: web.Request) -> web.StreamResponse:
     source = request.query.get("source", "") or None
     if source is not None and source not in SOURCES:
         return error_response(400, "source: 须为 config 或 import (config | import)")
-    stamp = app.clock.now().astimezone(app.tz).strftime("%Y%m%d-%H%M%S")
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="subscribers-{stamp}.csv"',
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        }
-    )
+    response = csv_download(app, "subscribers")
     buffer = io.StringIO()
     rows = 0
 

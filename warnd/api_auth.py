@@ -78,7 +78,7 @@ async def login(request: web.Request) -> web.Response:
         return error_response(400, "name and password are required (strings)")
     if len(name) > 200 or len(password) > MAX_PASSWORD:
         return error_response(400, "name or password too long")
-    result = await request.app[APP_KEY].accounts.login(name, password, remote=request.remote)
+    result = await app.accounts.login(name, password, remote=request.remote)
     if result.outcome == "locked":
         minutes = int(LOGIN_WINDOW.total_seconds() // 60)
         return error_response(

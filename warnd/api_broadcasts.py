@@ -42,7 +42,6 @@ from warnd.broadcasts import (
 from warnd.config import county_code, is_village, township_code
 from warnd.hazards import COLOUR_LABELS
 from warnd.pipeline import BroadcastInvalid
-from warnd.render import style_for
 from warnd.store.broadcasts import STATUSES
 
 STATUS_LABELS = {"Actual": "正式发布", "Exercise": "演练", "Test": "测试"}
@@ -100,16 +99,10 @@ def area_tree(areas: dict[str, str]) -> list[dict[str, Any]]:
 async def composer(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     config = app.config
-    channels = []
-    for name, settings in sorted(config.channels.items()):
-        channel = config.channel_settings(name)
-        channels.append(
-            {
-                "name": name,
-                "adapter": settings["adapter"],
-                "style": channel.style or style_for(channel.template or name),
-            }
-        )
+    channels = [
+        {"name": name, "adapter": settings["adapter"], "style": config.channel_style(name)}
+        for name, settings in sorted(config.channels.items())
+    ]
     return json_response(
         {
             "areas": area_tree(config.areas),

@@ -278,3 +278,17 @@ async def authenticate(app: App, request: web.Request) -> Identity | None:
         return await accounts.bearer(value.strip()) if scheme.lower() == "bearer" else None
     cookie = request.cookies.get(SESSION_COOKIE)
     return await accounts.session(cookie) if cookie else None
+
+
+def csv_download(app: App, name: str) -> web.StreamResponse:
+    """A streamed CSV attachment named ``<name>-<local time>.csv``, never cached (the delivery log and
+    subscriber exports)."""
+    stamp = app.clock.now().astimezone(app.tz).strftime("%Y%m%d-%H%M%S")
+    return web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{name}-{stamp}.csv"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        }
+    )

@@ -34,6 +34,8 @@ from warnd.api_common import (
     APP_KEY,
     PRINCIPAL,
     ROLE,
+    csv_download,
+    delivery_json,
     error_response,
     json_response,
     path_id,
@@ -184,8 +186,6 @@ async def log_filters(app: App, request: web.Request) -> tuple[dict[str, Any], d
 
 
 def _item(app: App, row: Mapping[str, Any], *, unmask: bool) -> dict[str, Any]:
-    from warnd.api import delivery_json  # warnd.api imports this module
-
     item = delivery_json(row, unmask=unmask)
     item.update(
         root_id=row["root_id"] or row["alert_id"],
@@ -253,15 +253,7 @@ async def export_deliveries(request: web.Request) -> web.StreamResponse:
         return _bad(exc)
     if full and request[ROLE] != ADMIN:
         return error_response(403, f"forbidden: needs role {ADMIN}")
-    stamp = app.clock.now().astimezone(app.tz).strftime("%Y%m%d-%H%M%S")
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="deliveries-{stamp}.csv"',
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        }
-    )
+    response = csv_download(app, "deliveries")
     rows = 0
 
     async def audited(complete: bool) -> None:

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -29,10 +29,11 @@ from warnd.escalation import Escalator
 from warnd.hazards import COLOUR_RANK, COLOURS
 from warnd.optimise import reach_seconds
 from warnd.receipts import sent_is_enough
-from warnd.report import build_report, timing
+from warnd.report import chain_report, timing
 from warnd.store import NOT_SENT, Store
 from warnd.store import board as queries
 from warnd.store.broadcasts import PENDING, BroadcastStore
+from warnd.store.report import chain_rows
 
 if TYPE_CHECKING:
     from warnd.app import App
@@ -224,32 +225,14 @@ def colour_counts(chains: Iterable[Sequence[Mapping[str, Any]]]) -> dict[str, in
 # --- reading ---------------------------------------------------------------------------------------------------
 
 
-def _report(
-    config: Config, tz: ZoneInfo, chain: Sequence[Mapping[str, Any]], rows: queries.ChainRows, now: datetime
-) -> dict[str, Any]:
-    """The chain's coverage report, counted as :class:`warnd.report.Reporter` counts it."""
-    root_id = chain[0]["root_id"]
-    return build_report(
-        chain=chain,
-        deliveries=rows.deliveries[root_id],
-        acks=rows.acks[root_id],
-        doorknocks=rows.doorknocks[root_id],
-        target=config.feedback.coverage_target,
-        channel_order=list(config.channels),
-        area_name=config.area_name,
-        tz=tz,
-        computed_at=now,
-    )
-
-
 async def dashboard(app: App, days: int) -> dict[str, Any]:
     """The dashboard over the real alerts (not drills) received in the last ``days`` days (docs/board.md)."""
     config, store = app.config, app.store
     until = app.clock.now()
     since = until - timedelta(days=days)
     chains = await queries.window_chains(store, since, until, drill=False)
-    rows = await queries.chain_rows(store, [c[0]["root_id"] for c in chains], sent_is_enough(config.channels))
-    reports = [_report(config, app.tz, chain, rows, until) for chain in chains]
+    rows = await chain_rows(store, [c[0]["root_id"] for c in chains], sent_is_enough(config.channels))
+    reports = [chain_report(config, app.tz, chain, rows, until) for chain in chains]
     warnings = [r for own in rows.deliveries.values() for r in own]
     seconds = [s for s in (reach_seconds(r) for r in warnings) if s is not None]
     return {
@@ -312,11 +295,11 @@ class LiveBoard:
         """The board now (docs/board.md), without the snapshot bookkeeping."""
         now = self.clock.now()
         chains = await queries.active_chains(self.store, now)
-        rows = await queries.chain_rows(self.store, [c[0]["root_id"] for c in chains], self.sent_is_enough)
+        rows = await chain_rows(self.store, [c[0]["root_id"] for c in chains], self.sent_is_enough)
         items = []
         for chain in chains:
             root_id = chain[0]["root_id"]
-            report = _report(self.config, self.tz, chain, rows, now)
+            report = chain_report(self.config, self.tz, chain, rows, now)
             listing = (
                 await self.escalator.doorknock_list(chain[-1]["id"]) if rows.doorknocks[root_id] else None
             )

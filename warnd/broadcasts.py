@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,6 +190,7 @@ class Preview:
     draft: Draft
     channels: list[ChannelPreview]
     reasons: list[str]
+    colour: str | None  # what the hazard catalogue reads from the draft's CAP info
 
     @property
     def recipients(self) -> int:
@@ -236,14 +237,18 @@ class Broadcasts:
     async def preview(self, request: BroadcastRequest | RevisionRequest) -> Preview:
         draft = await self._draft(request)
         channels = await self.pipeline.preview(draft)
-        return Preview(draft, channels, self.approval_reasons(request, draft))
+        infos = draft.parsed.alert.infos
+        colour = self.pipeline.catalogue.classify(infos[0]).colour if infos else None
+        return Preview(draft, channels, self.approval_reasons(request, draft, colour), colour)
 
-    def approval_reasons(self, request: BroadcastRequest | RevisionRequest, draft: Draft) -> list[str]:
-        """Why this draft needs a second person (Chinese, for the console); empty when it does not."""
+    def approval_reasons(
+        self, request: BroadcastRequest | RevisionRequest, draft: Draft, colour: str | None
+    ) -> list[str]:
+        """Why this draft (of ``colour``) needs a second person (Chinese, for the console); empty when it does
+        not."""
         alert = draft.parsed.alert
         reasons = []
-        facts_colour = self.pipeline.catalogue.classify(alert.infos[0]).colour if alert.infos else None
-        colours = {facts_colour, (draft.previous or {}).get("colour")}
+        colours = {colour, (draft.previous or {}).get("colour")}
         for colour in APPROVAL_COLOURS[::-1]:
             if colour in colours:
                 what = "解除" if alert.msg_type == "Cancel" else ("更新" if draft.previous else "发布")
@@ -258,19 +263,19 @@ class Broadcasts:
     def _whole_public(self, request: BroadcastRequest) -> bool:
         if request.status != "Actual":  # drills and tests reach the drill groups only
             return False
-        groups = request.groups or list(self.config.groups)
-        public = any("public" in self.config.groups[g].roles for g in groups if g in self.config.groups)
         district = not request.areas or any(code.endswith("000000") for code in request.areas)
-        return public and district
+        return self._reaches_public(request.groups or self.config.groups) and district
 
     def _chain_was_whole_public(self, draft: Draft) -> bool:
         previous = draft.previous or {}
         plan = previous.get("rules") or {}
         return bool(plan.get("manual") and plan.get("everywhere")) and any(
-            t.get("groups") is None
-            or any("public" in self.config.groups[g].roles for g in t["groups"] if g in self.config.groups)
-            for t in plan.get("targets", [])
+            t.get("groups") is None or self._reaches_public(t["groups"]) for t in plan.get("targets", [])
         )
+
+    def _reaches_public(self, groups: Iterable[str]) -> bool:
+        """Whether any of these configured groups has the public among its roles."""
+        return any("public" in self.config.groups[g].roles for g in groups if g in self.config.groups)
 
     # --- submit and decide -----------------------------------------------------------------------------------
 
@@ -285,7 +290,6 @@ class Broadcasts:
             if revision
             else {k: v for k, v in dataclasses.asdict(request).items() if k in BROADCAST_FIELDS}
         )
-        info = preview.draft.parsed.alert.infos
         row = await self.db.add(
             {
                 "status": PENDING if preview.reasons else SENDING,
@@ -295,7 +299,7 @@ class Broadcasts:
                 "needs_approval": bool(preview.reasons),
                 "approval_reasons": preview.reasons,
                 "headline": (preview.headline or "")[:500] or None,
-                "colour": self.pipeline.catalogue.classify(info[0]).colour if info else None,
+                "colour": preview.colour,
                 "recipients": preview.recipients,
                 "preview": preview.json()["channels"],
             },

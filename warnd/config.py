@@ -44,6 +44,7 @@ from pydantic import (
 from channels import adapter_class
 from channels.base import Address, ChannelSettings
 from warnd.hazards import Catalogue, parse_colour, parse_level
+from warnd.render import style_for
 
 FILES = {
     "warnd.yaml": (
@@ -539,6 +540,11 @@ class Config(_Model):
         settings = self.channel_settings(name)
         address = getattr(settings, "address", None) or adapter_class(settings.adapter).address
         return str(address.value if isinstance(address, Address) else address)
+
+    def channel_style(self, name: str) -> str:
+        """How a channel's messages are shaped: its ``style`` setting, else what its template's name implies."""
+        settings = self.channel_settings(name)
+        return settings.style or style_for(settings.template or name)
 
     def catalogue(self) -> Catalogue:
         return Catalogue.load(

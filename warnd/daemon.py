@@ -22,7 +22,6 @@ from sqlalchemy.engine import make_url
 from warnd.api import make_web_app
 from warnd.app import App
 from warnd.feeds import FeedPoller
-from warnd.store.auth import AuthStore
 
 log = logging.getLogger("warnd")
 EXPIRY_SWEEP_SECONDS = 30
@@ -69,10 +68,10 @@ async def _serve(app: App, host: str, port: int) -> None:
     approved = await app.broadcasts.resume()
     if approved:
         log.info("finished sending %d approved broadcast(s) a crash interrupted", len(approved))
-    accounts = AuthStore(app.store)
-    if not any(t.token for t in app.config.api.tokens) and not (
-        any(not u["disabled"] for u in await accounts.users())
-        or any(not t["revoked"] for t in await accounts.tokens())
+    accounts = app.accounts
+    if not accounts.config_tokens and not (
+        any(not u["disabled"] for u in await accounts.db.users())
+        or any(not t["revoked"] for t in await accounts.db.tokens())
     ):
         log.warning(
             "no accounts or API tokens yet: nobody can use the API. Create the first admin with "

@@ -33,7 +33,7 @@ from warnd.clock import Clock
 from warnd.config import Config, admin_code, area_prefix
 from warnd.hazards import COLOUR_LABELS, COLOUR_RANK, OASIS_SEVERITY, Catalogue, Hazard, parse_colour
 from warnd.links import ACK, LinkSigner
-from warnd.render import Renderer, style_for
+from warnd.render import Renderer
 from warnd.rules import DRILL_STATUSES, SILENT_STATUSES, Facts, Plan, PlannedTarget, RuleEngine
 from warnd.store import NO_LONGER_APPLIES, AudienceQuery, Claimed, Store
 
@@ -501,7 +501,6 @@ class Pipeline:
         # an Update speaks per recipient: update/upgrade/downgrade to those who had the warning and are still
         # inside, the full warning to those newly inside, a short note to those no longer inside
         per_recipient = previous is not None and row["msg_type"] == "Update"
-        chunk_size = self.config.dispatch.fanout_chunk
         for target in plan.targets:
             async for inside, outside in self._audience(target, plan, area):
                 stats["outside_area"] += outside
@@ -519,9 +518,7 @@ class Pipeline:
                 await self.store.insert_deliveries(rows)
                 stats[f"planned:{target.channel}"] += len(rows)
         if earlier:  # everyone who had an earlier revision hears about this one (update / downgrade / 解除)
-            after = 0
-            while chunk := await self.store.previous_recipients_chunk(earlier, after, chunk_size, now):
-                after = chunk[-1]["id"]
+            async for chunk in self._previous_recipients(earlier, now):
                 rows = []
                 for r in chunk:
                     outside = per_recipient and not (
@@ -592,6 +589,16 @@ class Pipeline:
                 r for r in chunk if plan.everywhere or area.contains(r["area_code"], r["lat"], r["lon"])
             ]
             yield inside, len(chunk) - len(inside)
+
+    async def _previous_recipients(
+        self, chain: Sequence[int], now: datetime
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Who had an earlier revision of the chain (alert ids ``chain``), chunk by chunk."""
+        after = 0
+        chunk_size = self.config.dispatch.fanout_chunk
+        while chunk := await self.store.previous_recipients_chunk(chain, after, chunk_size, now):
+            after = chunk[-1]["id"]
+            yield chunk
 
     def _group_roles(self, groups: tuple[str, ...] | None) -> tuple[str, ...]:
         if groups is None:
@@ -953,18 +960,14 @@ class Pipeline:
                     samples[target.channel] = inside[0]
         if draft.previous is not None:
             chain = await self.store.chain_ids(draft.previous["root_id"] or draft.previous["id"])
-            after, now = 0, self.clock.now()
-            chunk_size = self.config.dispatch.fanout_chunk
-            while chunk := await self.store.previous_recipients_chunk(chain, after, chunk_size, now):
-                after = chunk[-1]["id"]
+            async for chunk in self._previous_recipients(chain, self.clock.now()):
                 for r in chunk:
                     audience.setdefault(r["channel"], set()).add(r["id"])
                     samples.setdefault(r["channel"], r)
         stand_in = {"id": 0, "name": "", "role": "", "area_code": "", "language": self.config.language}
         out = []
         for channel, ids in audience.items():
-            settings = self.config.channel_settings(channel)
-            style = settings.style or style_for(settings.template or channel)
+            style = self.config.channel_style(channel)
             body, title, _, segments, _ = messages.render(
                 channel, samples.get(channel, stand_in), messages.action
             )
@@ -1071,8 +1074,7 @@ class _MessageMaker:
         if not per_recipient and key in self.cache:
             return self.cache[key]
         body, title, data, segments, truncated = self.render(channel, r, action, ack, per_recipient)
-        style = self.p.config.channel_settings(channel).style or style_for(template)
-        if style == "spoken" and self.p.speech is not None:
+        if self.p.config.channel_style(channel) == "spoken" and self.p.speech is not None:
             audio = await self.p.speech.render(body, language)
             if audio is not None:
                 data = {**data, "audio": audio.name}
@@ -1113,7 +1115,7 @@ class _MessageMaker:
             if per_recipient or self.p.renderer.uses_recipient(template, language)
             else None
         )
-        style = settings.style or style_for(template)
+        style = self.p.config.channel_style(channel)
         context = {**self._context(language, style, action, place), "ack": ack}
         try:
             rendered = self.p.renderer.render(

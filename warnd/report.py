@@ -352,6 +352,30 @@ def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}s"
 
 
+def chain_report(
+    config: Config,
+    tz: ZoneInfo,
+    chain: Sequence[Mapping[str, Any]],
+    rows: queries.ChainRows,
+    now: datetime,
+) -> dict[str, Any]:
+    """The report of ``chain`` from its ``rows`` (:func:`warnd.store.report.chain_rows`, which may hold other
+    chains' rows too), with ``config``'s target, channel order and area names: the report API's, the board's
+    and the dashboard's."""
+    root_id = chain[0]["id"]
+    return build_report(
+        chain=chain,
+        deliveries=rows.deliveries[root_id],
+        acks=rows.acks[root_id],
+        doorknocks=rows.doorknocks[root_id],
+        target=config.feedback.coverage_target,
+        channel_order=list(config.channels),
+        area_name=config.area_name,
+        tz=tz,
+        computed_at=now,
+    )
+
+
 # --- the service ---------------------------------------------------------------------------------------------
 
 
@@ -374,19 +398,8 @@ class Reporter:
         if not chain:
             return None
         root_id = chain[0]["id"]
-        rows = await queries.chain_deliveries(self.store, root_id, sent_is_enough(self.config.channels))
-        report = build_report(
-            chain=chain,
-            deliveries=rows,
-            acks=await queries.chain_acks(self.store, root_id),
-            doorknocks=await queries.chain_doorknocks(self.store, root_id),
-            target=self.config.feedback.coverage_target,
-            channel_order=list(self.config.channels),
-            area_name=self.config.area_name,
-            tz=self.tz,
-            computed_at=self.clock.now(),
-        )
-        return report, rows
+        rows = await queries.chain_rows(self.store, [root_id], sent_is_enough(self.config.channels))
+        return chain_report(self.config, self.tz, chain, rows, self.clock.now()), rows.deliveries[root_id]
 
     async def recommendations(
         self, *, since: datetime | None, alert_id: int | None = None, apply: bool = False

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from tests.conftest import AUTH, ROOT, cap_cn, file_loudspeaker, make_config_copy
+from tests.conftest import ROOT, cap_cn, file_loudspeaker, make_config_copy
+from tests.support.api import api_client
 from warnd import api_admin, template_sandbox
-from warnd.api import make_web_app
 from warnd.app import App
 from warnd.auth import ADMIN, OPERATOR, ROLES, VIEWER
 from warnd.config import load_config
@@ -47,7 +47,7 @@ def config_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def client(app: App) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0), headers=AUTH) as test:
+    async with api_client(app) as test:
         yield test
 
 

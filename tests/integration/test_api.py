@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from conftest import cap_cn, edit_yaml
 
 from channels.webpush import WebPushChannel
-from tests.conftest import APPROVER_AUTH, AUTH
-from warnd.api import make_web_app
+from tests.conftest import APPROVER_AUTH
+from tests.support.api import api_client
 from warnd.app import App
 from warnd.clock import FakeClock
 from warnd.config import load_config
@@ -26,9 +26,7 @@ DISTRICT = "500228000000"  # 梁平区
 
 @pytest.fixture
 async def client(app: App) -> AsyncIterator[TestClient]:
-    async with TestClient(
-        TestServer(make_web_app(app), host="127.0.0.1", port=0), headers=AUTH
-    ) as test_client:
+    async with api_client(app) as test_client:
         yield test_client
 
 
@@ -476,7 +474,7 @@ async def secured(config_dir: Path, clock: FakeClock) -> AsyncIterator[tuple[App
     application = App(load_config(config_dir), clock=clock)
     await application.start(channels=True)
     try:
-        async with TestClient(TestServer(make_web_app(application), host="127.0.0.1", port=0)) as test_client:
+        async with api_client(application, headers={}) as test_client:
             yield application, test_client
     finally:
         await application.close()
@@ -551,9 +549,7 @@ async def test_body_over_the_limit_is_413_json(config_dir: Path, clock: FakeCloc
     await application.start()
     try:
         assert application.config.api.max_body_bytes == limit
-        async with TestClient(
-            TestServer(make_web_app(application), host="127.0.0.1", port=0), headers=AUTH
-        ) as client:
+        async with api_client(application) as client:
             small = cap_cn()
             assert len(small) < limit
             padded = small.replace(b"<note></note>", b"<note>" + "注".encode() * limit + b"</note>")

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from tests.conftest import AUTH, cap_cn
+from tests.conftest import cap_cn
+from tests.support.api import api_client
 from tests.support.escalation import CHEN, LIU, WANG, WANNIAN, acknowledge, deliver_all_except, ladder_config
 from tests.support.gateway import FakeSmsGateway
-from warnd.api import make_web_app
 from warnd.app import App
 from warnd.auth import Accounts
 from warnd.clock import FakeClock
@@ -64,9 +64,7 @@ async def app(config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock) -> As
 
 @pytest.fixture
 async def client(app: App) -> AsyncIterator[TestClient]:
-    async with TestClient(
-        TestServer(make_web_app(app), host="127.0.0.1", port=0), headers=AUTH
-    ) as test_client:
+    async with api_client(app) as test_client:
         yield test_client
 
 
@@ -343,7 +341,7 @@ async def test_unknown_alert_and_since_after_until(app: App, client: TestClient)
 
 
 async def test_unauthenticated_is_401(app: App) -> None:
-    async with TestClient(TestServer(make_web_app(app), host="127.0.0.1", port=0)) as anonymous:
+    async with api_client(app, headers={}) as anonymous:
         for path in ("/api/v1/deliveries", "/api/v1/deliveries?format=csv", "/api/v1/recipients/1/history"):
             assert (await anonymous.get(path)).status == 401, path
 

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from tests.conftest import AUTH, FIXTURE_TIME, cap_cn
+from tests.conftest import FIXTURE_TIME, cap_cn
+from tests.support.api import api_client
 from tests.support.escalation import (
     CHEN,
     LI_XIUYING_PHONE,
@@ -35,7 +36,6 @@ from tests.support.escalation import (
     sms_of,
 )
 from tests.support.gateway import FakeSmsGateway
-from warnd.api import make_web_app
 from warnd.app import App
 from warnd.cli import main
 from warnd.clock import FakeClock
@@ -81,9 +81,7 @@ async def app(config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock) -> As
 
 @pytest.fixture
 async def client(app: App) -> AsyncIterator[TestClient]:
-    async with TestClient(
-        TestServer(make_web_app(app), host="127.0.0.1", port=0), headers=AUTH
-    ) as test_client:
+    async with api_client(app) as test_client:
         yield test_client
 
 

@@ -354,29 +354,33 @@ class Store:
             [{"key": row["key"], "groups": row["groups"]} for row in chunk],
         )
 
-    def group_names(self) -> Any:
-        """``a|b``: a recipient's explicit groups, in a query grouped by recipient joined to group_members."""
+    def recipients_with_groups(self, kind: str) -> Select[Any]:
+        """Recipients of a kind, each row with its explicit groups as ``groups`` (``a|b``, None if none)."""
         if self.is_sqlite:
-            return func.group_concat(group_members.c.group_name, "|")
-        return func.string_agg(group_members.c.group_name, "|")
+            groups = func.group_concat(group_members.c.group_name, "|")
+        else:
+            groups = func.string_agg(group_members.c.group_name, "|")
+        return (
+            select(recipients, groups.label("groups"))
+            .outerjoin(group_members, group_members.c.recipient_id == recipients.c.id)
+            .where(recipients.c.kind == kind)
+            .group_by(recipients.c.id)
+        )
 
     async def export_recipients(
         self, kind: str = "person", source: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """Active recipients of a kind (and of one source: config | import) with their groups, in id order,
         streamed."""
-        groups = self.group_names()
-        where = [recipients.c.kind == kind, recipients.c.active.is_(True)]
+        where: list[Any] = [recipients.c.active.is_(True)]
         if source is not None:
             where.append(recipients.c.source == source)
         last = 0
         while True:
             async with self.read() as conn:
                 result = await conn.execute(
-                    select(recipients, groups.label("groups"))
-                    .outerjoin(group_members, group_members.c.recipient_id == recipients.c.id)
+                    self.recipients_with_groups(kind)
                     .where(*where, recipients.c.id > last)
-                    .group_by(recipients.c.id)
                     .order_by(recipients.c.id)
                     .limit(10_000)
                 )

@@ -64,15 +64,6 @@ class SubscriberStore:
     def __init__(self, store: Store):
         self.store = store
 
-    def _select(self) -> Any:
-        r = recipients
-        return (
-            select(r, self.store.group_names().label("groups"))
-            .outerjoin(group_members, group_members.c.recipient_id == r.c.id)
-            .where(r.c.kind == PERSON)
-            .group_by(r.c.id)
-        )
-
     async def page(self, filters: SubscriberFilters, *, after_id: int, limit: int) -> list[dict[str, Any]]:
         """A keyset page of people in id order (``after_id``: the last id of the previous page), with their
         explicit groups as ``a|b``."""
@@ -98,13 +89,17 @@ class SubscriberStore:
             conds.append(r.c.source == filters.source)
         if filters.state != "all":
             conds.append(r.c.active.is_(filters.state == "active"))
-        query = self._select().where(*conds).order_by(r.c.id).limit(limit)
+        query = self.store.recipients_with_groups(PERSON).where(*conds).order_by(r.c.id).limit(limit)
         async with self.store.read() as conn:
             return [dict(row._mapping) for row in await conn.execute(query)]
 
     async def get(self, recipient_id: int) -> dict[str, Any] | None:
         async with self.store.read() as conn:
-            row = (await conn.execute(self._select().where(recipients.c.id == recipient_id))).first()
+            row = (
+                await conn.execute(
+                    self.store.recipients_with_groups(PERSON).where(recipients.c.id == recipient_id)
+                )
+            ).first()
             return dict(row._mapping) if row else None
 
     async def by_keys(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:

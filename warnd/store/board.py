@@ -1,8 +1,7 @@
 """All SQL of the live board, the alert timeline and the dashboard (docs/board.md).
 
-The board and the dashboard count with :func:`warnd.report.build_report`, from the same rows a coverage report
-is counted from (:mod:`warnd.store.report`: a chain's *warning deliveries*, its acknowledgements and its
-door-knock rows) — read here for many chains in one query each instead of one chain at a time. The timeline
+The board and the dashboard pick their chains here and count them as coverage reports are counted, from the
+rows :func:`warnd.store.report.chain_rows` reads for many chains at once. The timeline
 reads what happened to one chain: its payloads, its deliveries summed per revision × channel × status, the
 rungs of its escalation ladders, its acknowledgements, the door-knock results and the audit log (with the
 entries of the broadcasts that became or revise its revisions).
@@ -10,9 +9,7 @@ entries of the broadcasts that became or revise its revisions).
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,25 +29,9 @@ from warnd.schema import (
     recipients,
 )
 from warnd.store import Store, is_warning
-from warnd.store.report import _counted, _delivery_columns
 
-CHUNK = 500  # root ids per IN (...) list
 # every column of ``alerts`` but the parsed message (large, and nothing here reads it)
 _ALERT_COLUMNS = [c for c in alerts.c if c.name != "parsed"]
-
-
-@dataclass
-class ChainRows:
-    """What the coverage of some chains is counted from, by root id."""
-
-    deliveries: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
-    acks: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
-    doorknocks: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
-
-
-def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
-    for start in range(0, len(ids), CHUNK):
-        yield list(ids[start : start + CHUNK])
 
 
 def _chains(rows: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -101,47 +82,6 @@ async def window_chains(
     )
     async with store.read() as conn:
         return _chains(dict(r._mapping) for r in await conn.execute(query))
-
-
-async def chain_rows(store: Store, root_ids: Sequence[int], sent_is_enough: Sequence[str]) -> ChainRows:
-    """The rows :func:`warnd.report.build_report` counts, for every chain of ``root_ids``: what
-    :func:`warnd.store.report.chain_deliveries`, ``chain_acks`` and ``chain_doorknocks`` read for one."""
-    out = ChainRows()
-    async with store.read() as conn:
-        for ids in _chunks(root_ids):
-            for row in await conn.execute(
-                select(*_delivery_columns(sent_is_enough))
-                .join(alerts, alerts.c.id == deliveries.c.alert_id)
-                .join(recipients, recipients.c.id == deliveries.c.recipient_id)
-                .where(alerts.c.root_id.in_(ids), _counted())
-                .order_by(deliveries.c.id)
-            ):
-                out.deliveries[row.root_id].append(dict(row._mapping))
-            for row in await conn.execute(
-                select(
-                    acknowledgements.c.root_id,
-                    acknowledgements.c.recipient_id,
-                    acknowledgements.c.alert_id,
-                    acknowledgements.c.at,
-                    acknowledgements.c.channel,
-                    alerts.c.received_at,
-                )
-                .join(alerts, alerts.c.id == acknowledgements.c.alert_id)
-                .where(acknowledgements.c.root_id.in_(ids))
-                .order_by(acknowledgements.c.at)
-            ):
-                out.acks[row.root_id].append(dict(row._mapping))
-            for row in await conn.execute(
-                select(
-                    doorknocks.c.root_id,
-                    doorknocks.c.recipient_id,
-                    doorknocks.c.area_code,
-                    doorknocks.c.result,
-                    doorknocks.c.result_at,
-                ).where(doorknocks.c.root_id.in_(ids))
-            ):
-                out.doorknocks[row.root_id].append(dict(row._mapping))
-    return out
 
 
 # --- one chain's timeline ----------------------------------------------------------------------------------------
@@ -315,13 +255,11 @@ async def chain_audit(
 
 
 __all__ = [
-    "ChainRows",
     "active_chains",
     "chain_ack_events",
     "chain_audit",
     "chain_broadcasts",
     "chain_payloads",
-    "chain_rows",
     "delivery_summary",
     "doorknock_results",
     "escalation_steps",

@@ -10,7 +10,9 @@ the warning is over; it does not warn them).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +31,7 @@ from warnd.schema import (
 from warnd.store import Store, covers, is_warning, reached
 
 ENDED = ("cancelled", "expired")
+CHUNK = 500  # root ids per IN (...) list
 
 
 def _counted(d: Any = deliveries, a: Any = alerts) -> Any:
@@ -36,29 +39,37 @@ def _counted(d: Any = deliveries, a: Any = alerts) -> Any:
     return and_(covers(d), a.c.msg_type != "Cancel")
 
 
-def _delivery_columns(sent_is_enough: Sequence[str]) -> list[Any]:
-    return [
-        deliveries.c.id,
-        deliveries.c.alert_id,
-        alerts.c.root_id,
-        deliveries.c.recipient_id,
-        deliveries.c.channel,
-        deliveries.c.status,
-        deliveries.c.ack_required,
-        deliveries.c.created_at,
-        deliveries.c.sent_at,
-        deliveries.c.delivered_at,
-        deliveries.c.message_id,
-        deliveries.c.error,
-        case((reached(deliveries, sent_is_enough), True), else_=False).label("reached"),
-        alerts.c.received_at,
-        recipients.c.kind,
-        recipients.c.name,
-        recipients.c.phone,
-        recipients.c.role,
-        recipients.c.area_code,
-        recipients.c.terminal_id,
-    ]
+def _warning_deliveries(sent_is_enough: Sequence[str]) -> Any:
+    """The warning deliveries (of every chain; callers narrow it) with their recipient, their revision's
+    ``root_id`` and ``received_at``, and ``reached`` per :func:`warnd.store.reached`; by id."""
+    return (
+        select(
+            deliveries.c.id,
+            deliveries.c.alert_id,
+            alerts.c.root_id,
+            deliveries.c.recipient_id,
+            deliveries.c.channel,
+            deliveries.c.status,
+            deliveries.c.ack_required,
+            deliveries.c.created_at,
+            deliveries.c.sent_at,
+            deliveries.c.delivered_at,
+            deliveries.c.message_id,
+            deliveries.c.error,
+            case((reached(deliveries, sent_is_enough), True), else_=False).label("reached"),
+            alerts.c.received_at,
+            recipients.c.kind,
+            recipients.c.name,
+            recipients.c.phone,
+            recipients.c.role,
+            recipients.c.area_code,
+            recipients.c.terminal_id,
+        )
+        .join(alerts, alerts.c.id == deliveries.c.alert_id)
+        .join(recipients, recipients.c.id == deliveries.c.recipient_id)
+        .where(_counted())
+        .order_by(deliveries.c.id)
+    )
 
 
 async def resolve_chain(store: Store, alert_id: int) -> list[dict[str, Any]] | None:
@@ -71,44 +82,52 @@ async def resolve_chain(store: Store, alert_id: int) -> list[dict[str, Any]] | N
         return [dict(r._mapping) for r in rows]
 
 
-async def chain_deliveries(store: Store, root_id: int, sent_is_enough: Sequence[str]) -> list[dict[str, Any]]:
-    """The chain's warning deliveries with their recipient and revision's ``received_at``; ``reached`` per
-    :func:`warnd.store.reached`."""
-    query = (
-        select(*_delivery_columns(sent_is_enough))
-        .join(alerts, alerts.c.id == deliveries.c.alert_id)
-        .join(recipients, recipients.c.id == deliveries.c.recipient_id)
-        .where(alerts.c.root_id == root_id, _counted())
-        .order_by(deliveries.c.id)
-    )
+@dataclass
+class ChainRows:
+    """What the reports of some chains are counted from, by root id: their warning deliveries, their
+    acknowledgements (with the acknowledged revision's ``received_at``) and their door-knock rows."""
+
+    deliveries: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    acks: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    doorknocks: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+
+
+async def chain_rows(store: Store, root_ids: Sequence[int], sent_is_enough: Sequence[str]) -> ChainRows:
+    """The rows :func:`warnd.report.build_report` counts, for every chain of ``root_ids`` (one query of each
+    kind per :data:`CHUNK` chains)."""
+    out = ChainRows()
     async with store.read() as conn:
-        return [dict(r._mapping) for r in await conn.execute(query)]
-
-
-async def chain_acks(store: Store, root_id: int) -> list[dict[str, Any]]:
-    """The chain's acknowledgements, with the acknowledged revision's ``received_at``."""
-    query = (
-        select(
-            acknowledgements.c.recipient_id,
-            acknowledgements.c.alert_id,
-            acknowledgements.c.at,
-            acknowledgements.c.channel,
-            alerts.c.received_at,
-        )
-        .join(alerts, alerts.c.id == acknowledgements.c.alert_id)
-        .where(acknowledgements.c.root_id == root_id)
-        .order_by(acknowledgements.c.at)
-    )
-    async with store.read() as conn:
-        return [dict(r._mapping) for r in await conn.execute(query)]
-
-
-async def chain_doorknocks(store: Store, root_id: int) -> list[dict[str, Any]]:
-    query = select(
-        doorknocks.c.recipient_id, doorknocks.c.area_code, doorknocks.c.result, doorknocks.c.result_at
-    ).where(doorknocks.c.root_id == root_id)
-    async with store.read() as conn:
-        return [dict(r._mapping) for r in await conn.execute(query)]
+        for start in range(0, len(root_ids), CHUNK):
+            ids = list(root_ids[start : start + CHUNK])
+            for row in await conn.execute(
+                _warning_deliveries(sent_is_enough).where(alerts.c.root_id.in_(ids))
+            ):
+                out.deliveries[row.root_id].append(dict(row._mapping))
+            for row in await conn.execute(
+                select(
+                    acknowledgements.c.root_id,
+                    acknowledgements.c.recipient_id,
+                    acknowledgements.c.alert_id,
+                    acknowledgements.c.at,
+                    acknowledgements.c.channel,
+                    alerts.c.received_at,
+                )
+                .join(alerts, alerts.c.id == acknowledgements.c.alert_id)
+                .where(acknowledgements.c.root_id.in_(ids))
+                .order_by(acknowledgements.c.at)
+            ):
+                out.acks[row.root_id].append(dict(row._mapping))
+            for row in await conn.execute(
+                select(
+                    doorknocks.c.root_id,
+                    doorknocks.c.recipient_id,
+                    doorknocks.c.area_code,
+                    doorknocks.c.result,
+                    doorknocks.c.result_at,
+                ).where(doorknocks.c.root_id.in_(ids))
+            ):
+                out.doorknocks[row.root_id].append(dict(row._mapping))
+    return out
 
 
 async def ended_without_report(
@@ -213,13 +232,7 @@ async def history(
     window = [] if since is None else [deliveries.c.created_at >= since]
     if root_id is not None and window:
         window = [or_(window[0], alerts.c.root_id == root_id)]
-    query = (
-        select(*_delivery_columns(sent_is_enough))
-        .join(alerts, alerts.c.id == deliveries.c.alert_id)
-        .join(recipients, recipients.c.id == deliveries.c.recipient_id)
-        .where(_counted(), *window)
-        .order_by(deliveries.c.id)
-    )
+    query = _warning_deliveries(sent_is_enough).where(*window)
     async with store.read() as conn:
         return [dict(r._mapping) for r in await conn.execute(query)]
 
@@ -299,10 +312,10 @@ async def save_channel_preferences(store: Store, rows: Sequence[Mapping[str, Any
 
 
 __all__ = [
+    "CHUNK",
     "ENDED",
-    "chain_acks",
-    "chain_deliveries",
-    "chain_doorknocks",
+    "ChainRows",
+    "chain_rows",
     "ended_without_report",
     "history",
     "keep_report",
