@@ -1017,6 +1017,8 @@ class _MessageMaker:
         self.alert = alert
         self.previous = previous
         self.cache: dict[tuple[str, str, str, str, bool], tuple[int, int]] = {}
+        self._rows: dict[tuple[PlannedTarget, bool, datetime], dict[str, Any]] = {}
+        self._languages: dict[tuple[str, str | None], tuple[str, bool]] = {}
         self.stats: Counter[str] = Counter()
         self.action = _action(alert, previous)
 
@@ -1024,51 +1026,61 @@ class _MessageMaker:
         self, r: Mapping[str, Any], target: PlannedTarget, now: datetime, action: str | None = None
     ) -> dict[str, Any]:
         """One outbox row; ``action`` overrides the revision's own (issue to someone newly inside an
-        updated area, no_longer_applies to someone who is no longer inside)."""
+        updated area, no_longer_applies to someone who is no longer inside).
+
+        Called once per recipient of a fan-out (a million times for a province): what is the same for every
+        recipient of a target is worked out once (:meth:`_row_for`), the row is that plus the recipient."""
         action = action or self.action
         person = r.get("kind", "person") == "person"
         asks_ack = target.ack_required and person and action in ("issue", "update", "upgrade", "downgrade")
         message_id, segments = await self._message(target.channel, r, action, asks_ack)
-        alert_id = self.alert["id"]
-        colour_rank = COLOUR_RANK.get(self.alert["colour"] or "", 5)
-        group_priority = min((self.p.config.groups[g].priority for g in target.groups or ()), default=5)
-        drill = 100 if self.alert["status"] in DRILL_STATUSES else 0
-        return {
-            "alert_id": alert_id,
-            "recipient_id": r["id"],
-            "channel": target.channel,
-            "message_id": message_id,
-            "status": "queued",
-            "priority": drill + colour_rank * 10 + group_priority,
-            "visible_at": now,
-            "lease_token": None,
-            "attempts": 0,
-            "idempotency_key": f"{alert_id}:{r['id']}:{target.channel}",
-            "segments": segments,
-            "repeat": target.repeat,
-            "level": target.level,
-            "ack_required": target.ack_required,
-            "ack_deadline": now + timedelta(seconds=target.ack_within) if target.ack_within else None,
-            "deliver_deadline": now + timedelta(seconds=target.deliver_within)
-            if target.deliver_within and person
-            else None,
-            "rules": target.rule,
-            "area_code": r["area_code"],
-            "created_at": now,
-            "updated_at": now,
-            "provider_message_id": None,
-            "error": None,
-            "reason": None,
-            "sent_at": None,
-        }
+        row = self._row_for(target, person, now).copy()
+        row["recipient_id"] = r["id"]
+        row["message_id"] = message_id
+        row["segments"] = segments
+        row["idempotency_key"] = f"{row['alert_id']}:{r['id']}:{target.channel}"
+        row["area_code"] = r["area_code"]
+        return row
+
+    def _row_for(self, target: PlannedTarget, person: bool, now: datetime) -> dict[str, Any]:
+        """The columns of ``target``'s outbox rows that do not depend on the recipient."""
+        key = (target, person, now)
+        row = self._rows.get(key)
+        if row is None:
+            colour_rank = COLOUR_RANK.get(self.alert["colour"] or "", 5)
+            group_priority = min((self.p.config.groups[g].priority for g in target.groups or ()), default=5)
+            drill = 100 if self.alert["status"] in DRILL_STATUSES else 0
+            row = self._rows[key] = {
+                "alert_id": self.alert["id"],
+                "channel": target.channel,
+                "status": "queued",
+                "priority": drill + colour_rank * 10 + group_priority,
+                "visible_at": now,
+                "lease_token": None,
+                "attempts": 0,
+                "repeat": target.repeat,
+                "level": target.level,
+                "ack_required": target.ack_required,
+                "ack_deadline": now + timedelta(seconds=target.ack_within) if target.ack_within else None,
+                "deliver_deadline": now + timedelta(seconds=target.deliver_within)
+                if target.deliver_within and person
+                else None,
+                "rules": target.rule,
+                "created_at": now,
+                "updated_at": now,
+                "provider_message_id": None,
+                "error": None,
+                "reason": None,
+                "sent_at": None,
+            }
+        return row
 
     async def _message(
         self, channel: str, r: Mapping[str, Any], action: str, asks_ack: bool = False
     ) -> tuple[int, int]:
-        language = self.p.renderer.resolve_language(r["language"])
+        language, uses_recipient = self._language_for(channel, r["language"])
         ack = self._ack(r) if asks_ack else None
-        template = self.p.config.channel_settings(channel).template or channel
-        per_recipient = self.p.renderer.uses_recipient(template, language) or bool(ack and ack["url"])
+        per_recipient = uses_recipient or bool(ack and ack["url"])
         place = r["area_code"] if action == "no_longer_applies" else ""
         key = (channel, language, action, place, bool(ack))
         if not per_recipient and key in self.cache:
@@ -1095,6 +1107,17 @@ class _MessageMaker:
         if not per_recipient:
             self.cache[key] = (message_id, segments)
         return message_id, segments
+
+    def _language_for(self, channel: str, wanted: str | None) -> tuple[str, bool]:
+        """The language a recipient asking for ``wanted`` gets on ``channel``, and whether that template
+        speaks to the recipient personally (then it is rendered per recipient)."""
+        key = (channel, wanted)
+        found = self._languages.get(key)
+        if found is None:
+            language = self.p.renderer.resolve_language(wanted)
+            template = self.p.config.channel_settings(channel).template or channel
+            found = self._languages[key] = (language, self.p.renderer.uses_recipient(template, language))
+        return found
 
     def render(
         self,

@@ -28,6 +28,13 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator
 
 
+def naive_utc(value: datetime) -> datetime:
+    """How UTCDateTime stores an aware datetime (also for statements run past SQLAlchemy's type processing)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; use timezone-aware datetimes")
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware datetimes in, aware UTC datetimes out; stored as naive UTC so both engines agree."""
 
@@ -35,11 +42,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database; use timezone-aware datetimes")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return None if value is None else naive_utc(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
