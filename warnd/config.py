@@ -222,6 +222,8 @@ class DispatchSettings(_Model):
     batch_size: int = Field(500, ge=1, le=10_000)
     poll_interval: Duration = 1.0  # fallback when no wake-up arrives
     fanout_chunk: int = Field(5000, ge=100, le=100_000)
+    # batches of one channel in flight at once: one is being claimed or recorded while another is being sent
+    workers_per_channel: int = Field(2, ge=1, le=16)
     shutdown_grace: Duration = 20.0  # how long SIGTERM waits for in-flight sends
 
 

@@ -120,8 +120,14 @@ class Dispatcher:
             event.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Run every channel's worker until ``stopping`` is set; the batch in hand is finished first."""
-        await asyncio.gather(*(self._worker(name, stopping) for name in self.channels))
+        """Run every channel's workers until ``stopping`` is set; the batches in hand are finished first."""
+        await asyncio.gather(
+            *(
+                self._worker(name, stopping)
+                for name in self.channels
+                for _ in range(self.settings.workers_per_channel)
+            )
+        )
 
     async def drain(self) -> int:
         """Send everything due now on every channel (tests and one-shot CLI use)."""

@@ -42,6 +42,8 @@ log = logging.getLogger("warnd.pipeline")
 CAP_METHOD_FOR_STYLE = {"sms": ("SMS",), "spoken": ("SPEAKER", "BROADCAST"), "push": ("APP", "PUSH", "WEB")}
 
 
+# how far ahead a fan-out that may still be inhibited writes its deliveries' visible time (released at its end)
+FANOUT_HOLD = timedelta(days=1)
 EXPIRY_SOURCE = "warnd:expiry"  # source of the 解除 notes the expiry sweep issues (rule notify_on_expiry)
 
 
@@ -484,8 +486,9 @@ class Pipeline:
 
     # --- stages 4-6: audience -> render -> outbox ---------------------------------------------------------------
 
-    async def fanout(self, alert_id: int) -> dict[str, int]:
-        """Create every delivery of one alert revision, chunk by chunk. Safe to run again after a crash."""
+    async def fanout(self, alert_id: int, *, resuming: bool = False) -> dict[str, int]:
+        """Create every delivery of one alert revision, chunk by chunk. Safe to run again after a crash
+        (``resuming``: then rows an interrupted run held back are released at the end whatever happens)."""
         row = await self.store.get_alert(alert_id)
         assert row is not None
         plan = Plan.from_json(row["rules"] or {})
@@ -497,7 +500,13 @@ class Pipeline:
         if previous is not None:
             earlier = [i for i in await self.store.chain_ids(row["root_id"]) if i != alert_id]
             stats["superseded"] = await self.store.supersede_queued(earlier, alert_id, now)
-        messages = _MessageMaker(self, row, previous)
+        inhibits = bool(plan.inhibit and row["hazard_code"] and row["rank"] and row["msg_type"] != "Cancel")
+        family = self.catalogue.family_codes(row["hazard_code"]) if inhibits else []
+        # Deliveries go out while the fan-out is still writing, chunk by chunk, unless another warning of the
+        # family is active: then the inhibit step at the end may suppress some of them, so they are held back
+        # (visible a day later) and released only after it.
+        hold = inhibits and await self.store.family_active_elsewhere(family, row["root_id"])
+        messages = _MessageMaker(self, row, previous, visible_at=now + FANOUT_HOLD if hold else now)
         # an Update speaks per recipient: update/upgrade/downgrade to those who had the warning and are still
         # inside, the full warning to those newly inside, a short note to those no longer inside
         per_recipient = previous is not None and row["msg_type"] == "Update"
@@ -517,6 +526,8 @@ class Pipeline:
                     rows.append(await messages.delivery(r, target, now, "issue" if newly_inside else None))
                 await self.store.insert_deliveries(rows)
                 stats[f"planned:{target.channel}"] += len(rows)
+                if not hold:
+                    self.wake()
         if earlier:  # everyone who had an earlier revision hears about this one (update / downgrade / 解除)
             async for chunk in self._previous_recipients(earlier, now):
                 rows = []
@@ -540,17 +551,14 @@ class Pipeline:
                     )
                 await self.store.insert_deliveries(rows)
                 stats["previous_recipients"] += len(rows)
-        if plan.inhibit and row["hazard_code"] and row["rank"] and row["msg_type"] != "Cancel":
+                if not hold:
+                    self.wake()
+        if inhibits:
             stats.update(
-                await self.store.inhibit(
-                    alert_id,
-                    self.catalogue.family_codes(row["hazard_code"]),
-                    row["rank"],
-                    row["root_id"],
-                    now,
-                    earlier=earlier,
-                )
+                await self.store.inhibit(alert_id, family, row["rank"], row["root_id"], now, earlier=earlier)
             )
+        if hold or resuming:
+            await self.store.release_fanout(alert_id, now)
         if previous is not None and row["msg_type"] in ("Update", "Cancel"):
             # the chain may no longer cover people for whom it suppressed another warning (cancelled, or
             # downgraded / moved away): those warnings go out to them now
@@ -565,7 +573,7 @@ class Pipeline:
         pending = await self.store.pending_fanouts()
         for alert_id in pending:
             log.info("resuming fan-out of alert %s", alert_id)
-            await self.fanout(alert_id)
+            await self.fanout(alert_id, resuming=True)
         return pending
 
     async def _audience(
@@ -1012,8 +1020,16 @@ class _MessageMaker:
     fields; the "no longer applies" note once per recipient area, which it names) and builds the outbox
     rows."""
 
-    def __init__(self, pipeline: Pipeline, alert: Mapping[str, Any], previous: Mapping[str, Any] | None):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        alert: Mapping[str, Any],
+        previous: Mapping[str, Any] | None,
+        *,
+        visible_at: datetime | None = None,
+    ):
         self.p = pipeline
+        self.visible_at = visible_at  # when the rows may be sent (default: when made)
         self.alert = alert
         self.previous = previous
         self.cache: dict[tuple[str, str, str, str, bool], tuple[int, int]] = {}
@@ -1055,7 +1071,7 @@ class _MessageMaker:
                 "channel": target.channel,
                 "status": "queued",
                 "priority": drill + colour_rank * 10 + group_priority,
-                "visible_at": now,
+                "visible_at": self.visible_at or now,
                 "lease_token": None,
                 "attempts": 0,
                 "repeat": target.repeat,

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from conftest import cap_cn, edit_yaml
+from sqlalchemy import Row, select
 
+from warnd import schema
 from warnd.app import App
 from warnd.clock import FakeClock
 from warnd.config import load_config
@@ -223,6 +225,51 @@ async def test_higher_level_wins_for_the_same_hazard(app: App, clock: FakeClock)
     assert rows and {r["status"] for r in rows} == {"suppressed"}
     assert all("更高级别" in r["reason"] for r in rows)
     assert (await app.store.get_alert(red.alert_id))["state"] == "active"
+
+
+async def schedule(app: App, alert_id: int) -> list[Row]:
+    """(status, visible_at, created_at) of an alert's deliveries: when each may be claimed."""
+    d = schema.deliveries.c
+    async with app.store.read() as conn:
+        query = select(d.status, d.visible_at, d.created_at).where(d.alert_id == alert_id)
+        return list((await conn.execute(query)).all())
+
+
+async def test_fanout_holds_back_what_an_active_warning_may_inhibit(
+    app: App, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deliveries are sendable chunk by chunk while the fan-out writes, except when another warning of the
+    family is active: the inhibit step at the end may suppress them, so until then they are held back. A crash
+    before that step leaves them held; resuming suppresses them, and none is ever sendable."""
+    [red] = await app.pipeline.ingest(cap_cn(), source="t")
+    red_rows = await schedule(app, red.alert_id)
+    assert red_rows and all(
+        r.visible_at == r.created_at for r in red_rows
+    )  # nothing else active: due at once
+    await app.dispatcher.drain()
+    clock.advance(60)
+
+    async def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed between writing the deliveries and the inhibit step")
+
+    monkeypatch.setattr(app.store, "inhibit", crash)
+    yellow_xml = cap_cn(
+        identifier="water_20240712053100",
+        severity="Yellow",
+        geocode="500228101000",
+        sent="2024-07-12 05:31:00+08:00",
+    ).replace("梁平区气象台".encode(), "梁平区水利局".encode(), 1)
+    with pytest.raises(RuntimeError, match="killed"):
+        await app.pipeline.ingest(yellow_xml, source="t")
+    [yellow] = await app.store.list_alerts(limit=1)
+    held = await schedule(app, yellow["id"])
+    assert held and all(r.status == "queued" and r.visible_at > clock.now() for r in held)
+    assert await app.dispatcher.drain() == 0  # nothing of it can be claimed
+
+    monkeypatch.undo()
+    assert await app.pipeline.resume() == [yellow["id"]]
+    assert {r["status"] for r in await deliveries(app, yellow["id"])} == {"suppressed"}
+    assert await app.dispatcher.drain() == 0
 
 
 async def test_lower_queued_warning_is_suppressed_when_a_higher_one_arrives(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Select,
     and_,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    null,
     or_,
     select,
     text,
@@ -165,11 +167,9 @@ def _b(name: str, column: Any) -> Any:
     return bindparam(name, type_=column.type)
 
 
-# Driver-level conversions of the deliveries columns that need one (the rest pass as they are), for statements
-# run past SQLAlchemy's type processing (Store.insert_deliveries)
-_DRIVER_VALUE: dict[str, Any] = {
-    c.name: naive_utc for c in deliveries.columns if isinstance(c.type, UTCDateTime)
-}
+# Driver-level conversions, by column type, for statements run past SQLAlchemy's type processing
+# (Store._executemany); other types pass as they are
+_DRIVER_VALUE: dict[type, Callable[[Any], Any]] = {UTCDateTime: naive_utc, JSON: json.dumps}
 
 
 # What fan-out and failover need of a recipient (rendering, area checks, addressing), no more: read per
@@ -193,6 +193,10 @@ _AUDIENCE_COLUMNS = tuple(
 )
 
 
+# What sending needs of a claimed delivery's recipient (Store.claim), besides the area code
+_CLAIM_RECIPIENT = ("key", "kind", "name", "phone", "role", "language", "push_tokens", "terminal_id")
+
+
 # One send outcome (see Store.record_results), run as executemany over a batch. Columns an outcome does not
 # set keep their value: the provider id and sent time change only when it was sent, the visible time only when
 # it goes back to the queue, the reason and attempts only when given.
@@ -203,7 +207,7 @@ _RECORD_RESULT = (
     .where(_d.id == _b("b_id", _d.id), _d.lease_token == _b("b_token", _d.lease_token))
     .values(
         status=_b("b_status", _d.status),
-        lease_token=None,
+        lease_token=null(),
         updated_at=_b("b_now", _d.updated_at),
         error=_b("b_error", _d.error),
         provider_message_id=case(
@@ -258,7 +262,10 @@ class Store:
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         self._writer = writer
         self._reader = reader
-        self._upserts: dict[tuple[str, ...], tuple[str, list[str]]] = {}
+        # statements run by _executemany, compiled: (name, keys) → (SQL, parameter order, converters)
+        self._compiled: dict[
+            tuple[str, tuple[str, ...]], tuple[str, list[str], dict[int, Any], dict[str, Any]]
+        ] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -826,75 +833,97 @@ class Store:
     async def insert_deliveries(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert outbox rows (all with the same keys); a (alert, recipient, channel) already present is merged,
         never duplicated: acknowledgement required if any rule requires it, the earliest deadline, the most
-        repeats, the highest level, the lowest (most urgent) priority.
-
-        The fan-out's hot path: the statement is compiled once and run as one executemany of plain tuples,
-        past SQLAlchemy's per-row parameter processing (3× faster at 100k rows; docs/performance.md)."""
+        repeats, the highest level, the lowest (most urgent) priority."""
         if not rows:
             return
-        columns = tuple(rows[0])
         async with self.write() as conn:
-            sql, order = self._compiled_delivery_upsert(conn, columns)
-            values_of = itemgetter(*order)
-            timestamps = [i for i, name in enumerate(order) if name in _DRIVER_VALUE]
-            stored: dict[datetime, datetime] = {}  # the rows share a few timestamps: convert each once
-            params: list[tuple[Any, ...]] = []
-            for row in rows:
-                values = list(values_of(row))
-                for i in timestamps:
-                    if (at := values[i]) is not None:
-                        values[i] = stored.get(at) or stored.setdefault(at, naive_utc(at))
-                params.append(tuple(values))
-            await conn.exec_driver_sql(sql, params)
+            await self._executemany(conn, "delivery_upsert", self._delivery_upsert, rows)
 
-    def _compiled_delivery_upsert(
-        self, conn: AsyncConnection, columns: tuple[str, ...]
-    ) -> tuple[str, list[str]]:
-        """The upsert of :meth:`insert_deliveries` as this engine's SQL, and the column of each placeholder."""
-        compiled = self._upserts.get(columns)
+    def _delivery_upsert(self) -> Any:
+        stmt = self._insert(deliveries)
+        ex = stmt.excluded
+        least, greatest = (func.min, func.max) if self.is_sqlite else (func.least, func.greatest)
+        return stmt.on_conflict_do_update(
+            index_elements=[
+                deliveries.c.alert_id,
+                deliveries.c.recipient_id,
+                deliveries.c.channel,
+                deliveries.c.purpose,
+            ],
+            set_={
+                # the text asking for 叫应 wins over the plain one
+                "message_id": case(
+                    (and_(ex.ack_required, deliveries.c.ack_required.is_(False)), ex.message_id),
+                    else_=deliveries.c.message_id,
+                ),
+                "segments": case(
+                    (and_(ex.ack_required, deliveries.c.ack_required.is_(False)), ex.segments),
+                    else_=deliveries.c.segments,
+                ),
+                "ack_required": or_(deliveries.c.ack_required, ex.ack_required),
+                "ack_deadline": func.coalesce(
+                    least(deliveries.c.ack_deadline, ex.ack_deadline),
+                    deliveries.c.ack_deadline,
+                    ex.ack_deadline,
+                ),
+                "deliver_deadline": func.coalesce(
+                    least(deliveries.c.deliver_deadline, ex.deliver_deadline),
+                    deliveries.c.deliver_deadline,
+                    ex.deliver_deadline,
+                ),
+                "repeat": greatest(deliveries.c.repeat, ex.repeat),
+                "level": func.coalesce(least(deliveries.c.level, ex.level), deliveries.c.level, ex.level),
+                "priority": least(deliveries.c.priority, ex.priority),
+                "rules": deliveries.c.rules,
+            },
+            where=deliveries.c.status == literal_column("'queued'"),  # no bound parameter but the rows'
+        )
+
+    async def _executemany(
+        self,
+        conn: AsyncConnection,
+        name: str,
+        statement: Callable[[], Any],
+        rows: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Run a statement once per row (all rows with the same keys) as one executemany of plain tuples.
+
+        For the hot paths (fan-out rows, send results): SQLAlchemy's per-row parameter processing cost more
+        than SQLite's own work there (docs/performance.md). The statement is compiled once per engine and set
+        of keys; timestamps and JSON are converted here as their column types would."""
+        columns = tuple(rows[0])
+        compiled = self._compiled.get((name, columns))
         if compiled is None:
-            stmt = self._insert(deliveries)
-            ex = stmt.excluded
-            least, greatest = (func.min, func.max) if self.is_sqlite else (func.least, func.greatest)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[
-                    deliveries.c.alert_id,
-                    deliveries.c.recipient_id,
-                    deliveries.c.channel,
-                    deliveries.c.purpose,
-                ],
-                set_={
-                    # the text asking for 叫应 wins over the plain one
-                    "message_id": case(
-                        (and_(ex.ack_required, deliveries.c.ack_required.is_(False)), ex.message_id),
-                        else_=deliveries.c.message_id,
-                    ),
-                    "segments": case(
-                        (and_(ex.ack_required, deliveries.c.ack_required.is_(False)), ex.segments),
-                        else_=deliveries.c.segments,
-                    ),
-                    "ack_required": or_(deliveries.c.ack_required, ex.ack_required),
-                    "ack_deadline": func.coalesce(
-                        least(deliveries.c.ack_deadline, ex.ack_deadline),
-                        deliveries.c.ack_deadline,
-                        ex.ack_deadline,
-                    ),
-                    "deliver_deadline": func.coalesce(
-                        least(deliveries.c.deliver_deadline, ex.deliver_deadline),
-                        deliveries.c.deliver_deadline,
-                        ex.deliver_deadline,
-                    ),
-                    "repeat": greatest(deliveries.c.repeat, ex.repeat),
-                    "level": func.coalesce(least(deliveries.c.level, ex.level), deliveries.c.level, ex.level),
-                    "priority": least(deliveries.c.priority, ex.priority),
-                    "rules": deliveries.c.rules,
-                },
-                where=deliveries.c.status == literal_column("'queued'"),  # no bound parameter but the rows'
-            )
-            done = stmt.compile(dialect=conn.dialect, column_keys=list(columns))
+            done = statement().compile(dialect=conn.dialect, column_keys=list(columns))
             assert done.positiontup is not None, "a positional driver (sqlite3, asyncpg)"
-            compiled = self._upserts[columns] = (done.string, list(done.positiontup))
-        return compiled
+            order = list(done.positiontup)
+            converters = {
+                i: convert
+                for i, key in enumerate(order)
+                if (convert := _DRIVER_VALUE.get(type(done.binds[key].type))) is not None
+            }
+            # values written into the statement itself (``.values(x=None)``) are the same for every row
+            fixed = {key: done.params[key] for key in order if key not in columns}
+            compiled = self._compiled[(name, columns)] = (done.string, order, converters, fixed)
+        sql, order, converters, fixed = compiled
+        pick = itemgetter(*order) if len(order) > 1 else (lambda row: (row[order[0]],))
+        values_of = (lambda row: pick({**fixed, **row})) if fixed else pick
+        converted: dict[tuple[int, Any], Any] = {}  # rows share a few timestamps: convert each once
+        params: list[tuple[Any, ...]] = []
+        for row in rows:
+            values = values_of(row)
+            if converters:
+                values = list(values)
+                for i, convert in converters.items():
+                    if (value := values[i]) is not None:
+                        try:
+                            values[i] = converted[(i, value)]
+                        except (KeyError, TypeError):  # TypeError: a dict (JSON) is not hashable
+                            values[i] = convert(value)
+                            if not isinstance(value, dict | list):
+                                converted[(i, value)] = values[i]
+            params.append(tuple(values))
+        await conn.exec_driver_sql(sql, params)
 
     async def insert_failover_deliveries(
         self, rows: Sequence[Mapping[str, Any]]
@@ -944,6 +973,37 @@ class Store:
                 for r in found
                 if (r.recipient_id, r.channel) in wanted
             }
+
+    async def family_active_elsewhere(self, hazard_codes: Sequence[str], root_id: int) -> bool:
+        """Whether another chain of this hazard family is active: only then can :meth:`inhibit` suppress
+        deliveries of a fan-out in progress (see Pipeline.fanout)."""
+        async with self.read() as conn:
+            found = await conn.execute(
+                select(alerts.c.id)
+                .where(
+                    alerts.c.hazard_code.in_(list(hazard_codes)),
+                    alerts.c.state == "active",
+                    alerts.c.root_id != root_id,
+                    alerts.c.rank.is_not(None),
+                )
+                .limit(1)
+            )
+            return found.first() is not None
+
+    async def release_fanout(self, alert_id: int, now: datetime) -> int:
+        """Make an alert's deliveries that its fan-out held back (queued, unclaimed, visible later) due now."""
+        async with self.write() as conn:
+            result = await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.alert_id == alert_id,
+                    deliveries.c.status == "queued",
+                    deliveries.c.lease_token.is_(None),
+                    deliveries.c.visible_at > now,
+                )
+                .values(visible_at=now)
+            )
+            return result.rowcount or 0
 
     async def supersede_queued(self, chain_ids: Sequence[int], by_alert: int, now: datetime) -> int:
         """Unsent deliveries of earlier revisions are superseded by the new one (never those in flight)."""
@@ -1337,80 +1397,78 @@ class Store:
                     .returning(deliveries.c.id)
                 )
             ]
-            if not ids:
-                return token, []
-            root_alert = alerts.alias("root_alert")
-            rows = await conn.execute(
-                select(
-                    deliveries,
-                    recipients.c.key,
-                    recipients.c.kind,
-                    recipients.c.name,
-                    recipients.c.phone,
-                    recipients.c.role,
-                    recipients.c.language,
-                    recipients.c.push_tokens,
-                    recipients.c.terminal_id,
-                    recipients.c.area_code.label("recipient_area"),
-                    messages.c.body,
-                    messages.c.title,
-                    messages.c.data,
-                    messages.c.language.label("message_language"),
-                    alerts.c.identifier,
-                    alerts.c.colour,
-                    alerts.c.msg_type,
-                    alerts.c.status.label("alert_status"),
-                    alerts.c.expires,
-                    alerts.c.event,
-                    alerts.c.hazard_code,
-                    alerts.c.root_id,
-                    root_alert.c.identifier.label("root_identifier"),  # push collapse key (issue 4)
-                    alerts.c.effective,
+        if not ids:
+            return token, []
+        # the rows are this claim's now (the lease): read what sending needs without holding the writer, each
+        # message and alert once (a batch of 500 usually shares one of each)
+        async with self.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        deliveries,
+                        *(recipients.c[name] for name in _CLAIM_RECIPIENT),
+                        recipients.c.area_code.label("recipient_area"),
+                    )
+                    .join(recipients, recipients.c.id == deliveries.c.recipient_id)
+                    .where(deliveries.c.id.in_(ids))
+                    .order_by(deliveries.c.priority, deliveries.c.id)
                 )
-                .join(recipients, recipients.c.id == deliveries.c.recipient_id)
-                .join(messages, messages.c.id == deliveries.c.message_id)
-                .join(alerts, alerts.c.id == deliveries.c.alert_id)
-                .outerjoin(root_alert, root_alert.c.id == alerts.c.root_id)
-                .where(deliveries.c.id.in_(ids))
-                .order_by(deliveries.c.priority, deliveries.c.id)
-            )
+            ).all()
+            texts = {
+                m.id: {"body": m.body, "title": m.title, "data": m.data, "language": m.language}
+                for m in await conn.execute(
+                    select(
+                        messages.c.id, messages.c.body, messages.c.title, messages.c.data, messages.c.language
+                    ).where(messages.c.id.in_({row.message_id for row in rows}))
+                )
+            }
+            root_alert = alerts.alias("root_alert")
+            about = {
+                a.id: {
+                    "id": a.id,
+                    "identifier": a.identifier,
+                    "colour": a.colour,
+                    "msg_type": a.msg_type,
+                    "status": a.status,
+                    "expires": a.expires.isoformat() if a.expires else None,
+                    "event": a.event,
+                    "hazard_code": a.hazard_code,
+                    "root_id": a.root_id,
+                    "root_identifier": a.root_identifier,  # push collapse key (issue 4)
+                    "effective": a.effective.isoformat() if a.effective else None,
+                }
+                for a in await conn.execute(
+                    select(
+                        alerts.c.id,
+                        alerts.c.identifier,
+                        alerts.c.colour,
+                        alerts.c.msg_type,
+                        alerts.c.status,
+                        alerts.c.expires,
+                        alerts.c.event,
+                        alerts.c.hazard_code,
+                        alerts.c.root_id,
+                        root_alert.c.identifier.label("root_identifier"),
+                        alerts.c.effective,
+                    )
+                    .outerjoin(root_alert, root_alert.c.id == alerts.c.root_id)
+                    .where(alerts.c.id.in_({row.alert_id for row in rows}))
+                )
+            }
+            delivery_columns = deliveries.c.keys()
             claimed = []
             for row in rows:
                 m = row._mapping
+                delivery = {k: m[k] for k in delivery_columns}
                 claimed.append(
                     Claimed(
-                        delivery={k: m[k] for k in deliveries.c.keys()},
+                        delivery=delivery,
                         recipient={
-                            "key": m["key"],
-                            "kind": m["kind"],
-                            "name": m["name"],
-                            "phone": m["phone"],
-                            "role": m["role"],
-                            "language": m["language"],
-                            "push_tokens": m["push_tokens"],
-                            "terminal_id": m["terminal_id"],
+                            **{name: m[name] for name in _CLAIM_RECIPIENT},
                             "area_code": m["recipient_area"],
                         },
-                        message={
-                            "body": m["body"],
-                            "title": m["title"],
-                            "data": m["data"],
-                            "language": m["message_language"],
-                        },
-                        alert={
-                            "id": m["alert_id"],
-                            "identifier": m["identifier"],
-                            "colour": m["colour"],
-                            "level": m["level"],
-                            "msg_type": m["msg_type"],
-                            "status": m["alert_status"],
-                            "expires": m["expires"].isoformat() if m["expires"] else None,
-                            "event": m["event"],
-                            "hazard_code": m["hazard_code"],
-                            "root_id": m["root_id"],
-                            "root_identifier": m["root_identifier"],
-                            "effective": m["effective"].isoformat() if m["effective"] else None,
-                        },
+                        message=texts[delivery["message_id"]],
+                        alert={**about[delivery["alert_id"]], "level": delivery["level"]},
                     )
                 )
             return token, await self._with_references(conn, channel, claimed)
@@ -1440,9 +1498,13 @@ class Store:
             mine = [o for o in outcomes if o["delivery_id"] in held]
             if not mine:
                 return 0
-            await conn.execute(_RECORD_RESULT, [_result_params(o, token, now) for o in mine])
-            await conn.execute(
-                insert(delivery_events),
+            await self._executemany(
+                conn, "record_result", lambda: _RECORD_RESULT, [_result_params(o, token, now) for o in mine]
+            )
+            await self._executemany(
+                conn,
+                "delivery_event",
+                lambda: insert(delivery_events),
                 [
                     {
                         "delivery_id": o["delivery_id"],
@@ -1490,7 +1552,7 @@ class Store:
                 .where(delivery_events.c.delivery_id.in_(chunk), delivery_events.c.kind == "feedback")
                 .order_by(delivery_events.c.id)
             )
-        await conn.execute(insert(delivery_parts), parts)
+        await self._executemany(conn, "delivery_part", lambda: insert(delivery_parts), parts)
         for event_id, delivery_id, detail in early:  # receipts that came before the send was recorded
             if not (isinstance(detail, dict) and detail.get("pending")):
                 continue
