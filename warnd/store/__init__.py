@@ -1380,6 +1380,9 @@ class Store:
             .order_by(deliveries.c.priority, deliveries.c.visible_at)
             .limit(limit)
         )
+        async with self.read() as conn:  # most polls find nothing: find that out without taking the writer
+            if (await conn.execute(due.with_only_columns(deliveries.c.id).limit(1))).first() is None:
+                return token, []
         if not self.is_sqlite:
             due = due.with_for_update(skip_locked=True)
         async with self.write() as conn:
