@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, parse
+from bench import baseline, import_csv, parse
 from bench.fanout import measure
 
 HERE = Path(__file__).resolve().parent
@@ -147,6 +147,7 @@ SUITES: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "parse": parse.run,
     "latency": latency,
     "million": million,
+    "import": import_csv.run,
     "peer": peer,
 }
 

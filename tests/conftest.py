@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +18,7 @@ from tests.support.cap import cap_cn as cap_cn  # the tests' CAP-CN builder, imp
 from warnd.app import App
 from warnd.clock import FakeClock
 from warnd.config import Config, load_config
+from warnd.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -40,13 +43,60 @@ PUSH_SUBSCRIBERS = {
 }
 
 
+E2E = ROOT / "tests" / "e2e"
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own, which gives a grouped test's id its "@group"
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On pytest-xdist's workers (addopts: ``-n``), the slow end-to-end tests first and the quick unit tests last,
+    so that the run does not end with one worker busy on a long test while the others wait. One process
+    (``-n 0``) keeps testpaths' fast-first order."""
+    if not hasattr(config, "workerinput"):
+        return
+    slow_first = {"e2e": 0, "integration": 1, "unit": 2}
+    items.sort(key=lambda item: slow_first.get(item.path.parent.name, 1))
+    grouped = [(item, mark.args[0]) for item in items if (mark := item.get_closest_marker("xdist_group"))]
+    if config.getvalue("loadgroup") and any(not item.nodeid.endswith(f"@{name}") for item, name in grouped):
+        warnings.warn(  # pytest ≥ 9.2 with pytest-xdist 3.8: pytest-dev/pytest-xdist#1386 (pyproject pins pytest)
+            pytest.PytestConfigWarning(
+                "pytest-xdist ignores the xdist_group marks with this pytest: module-scoped fixtures (browsers, "
+                "daemons) are set up on every worker, and the run takes minutes longer"
+            ),
+            stacklevel=1,
+        )
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database at the newest schema, migrated once per test session (per xdist worker)."""
+    path = tmp_path_factory.mktemp("migrated") / "warnd.db"
+
+    async def migrate() -> None:
+        store = Store.open(f"sqlite+aiosqlite:///{path}")
+        try:
+            await store.upgrade()
+        finally:
+            await store.close()
+
+    asyncio.run(migrate())  # a sync session fixture: set up outside any test's event loop
+    return path
+
+
 @pytest.fixture
-def config_dir(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+def config_dir(tmp_path: Path, request: pytest.FixtureRequest, migrated_database: Path) -> Path:
     """A writable copy of config/ whose data_dir and templates point into the temp dir / the project.
+
+    Outside tests/e2e its data_dir starts with a copy of ``migrated_database``: an App started on it finds the
+    schema current instead of running every migration again (~0.3 s a test). tests/integration/test_migrations.py
+    tests the migrations, and the e2e tests' `warnd` processes start from an empty data_dir, as a new
+    installation does.
 
     Markers change the copy: ``file_push`` (push through the file adapter, PUSH_SUBSCRIBERS with a token) and
     ``file_loudspeaker`` (loudspeakers through the file adapter instead of the local MQTT broker)."""
     target = make_config_copy(tmp_path)
+    if not request.node.path.is_relative_to(E2E):
+        (tmp_path / "data").mkdir(exist_ok=True)
+        shutil.copyfile(migrated_database, tmp_path / "data" / "warnd.db")
     if request.node.get_closest_marker("file_push"):
         file_push(target)
     if request.node.get_closest_marker("file_loudspeaker"):

@@ -1,7 +1,9 @@
 """End-to-end tests of the ``warnd`` command line, each command run as a real subprocess.
 
 Every test works on a temp copy of config/ (data_dir in the temp dir). CAP-CN messages are dated relative to
-now, except where an alert that ended before it arrived is the point of the test.
+now, except where an alert that ended before it arrived is the point of the test. Tests sharing a module-scoped
+fixture (``scenario``, ``exercise``, ``imported``) are in one ``xdist_group``: pytest-xdist runs them on one worker,
+so the fixture is built once. How long a large import takes is measured by bench/import_csv.py.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -441,6 +442,7 @@ def exercise(tmp_path_factory: pytest.TempPathFactory) -> Exercise:
     return Exercise(config_dir, alert_id, result.stdout, lines)
 
 
+@pytest.mark.xdist_group("cli_exercise")
 def test_exercise_broadcast_reaches_only_drill_groups(exercise: Exercise) -> None:
     groups = yaml.safe_load((exercise.config_dir / "groups.yaml").read_text(encoding="utf-8"))["groups"]
     drill_roles = {role for g in groups.values() if g.get("drill") for role in g.get("roles", [])}
@@ -457,6 +459,7 @@ def test_exercise_broadcast_reaches_only_drill_groups(exercise: Exercise) -> Non
     assert all(line["body"].startswith(SIGNATURE + "【演练】") for line in exercise.lines)
 
 
+@pytest.mark.xdist_group("cli_exercise")
 def test_exercise_sms_carries_the_drill_marker_once(exercise: Exercise) -> None:
     """【演练】 once at the start; no second, sanitised 〔演练〕 copy of the template's marker."""
     for line in exercise.lines:
@@ -501,6 +504,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     return Scenario(c, ingested, broadcast, queued, between, json_lines(logs.stdout))
 
 
+@pytest.mark.xdist_group("cli_logs")
 def test_logs_json_has_one_object_per_delivery_with_masked_phones(scenario: Scenario) -> None:
     rows = scenario.rows
     total = query(scenario.config_dir, "SELECT count(*) FROM deliveries")[0][0]
@@ -522,6 +526,7 @@ def test_logs_json_has_one_object_per_delivery_with_masked_phones(scenario: Scen
     assert not any(re.search(r"1[3-9]\d{9}", json.dumps(r["phone"])) for r in rows)
 
 
+@pytest.mark.xdist_group("cli_logs")
 def test_logs_csv_parses_with_the_documented_header(scenario: Scenario) -> None:
     result = warnd(scenario.config_dir, "logs", "--format", "csv")
     assert result.returncode == 0, result.stderr
@@ -536,6 +541,7 @@ def test_logs_csv_parses_with_the_documented_header(scenario: Scenario) -> None:
     assert all(datetime.fromisoformat(r["created_at"]).utcoffset() == timedelta(hours=8) for r in rows)
 
 
+@pytest.mark.xdist_group("cli_logs")
 def test_logs_table_prints_a_header_and_a_row_per_delivery(scenario: Scenario) -> None:
     result = warnd(scenario.config_dir, "logs", "--alert", str(scenario.broadcast))
     assert result.returncode == 0, result.stderr
@@ -554,6 +560,7 @@ def _ids(result: subprocess.CompletedProcess[str]) -> list[int]:
     return [row["id"] for row in json_lines(result.stdout)]
 
 
+@pytest.mark.xdist_group("cli_logs")
 def test_logs_filters_narrow_the_result(scenario: Scenario) -> None:
     rows, between = scenario.rows, scenario.between
     local = between.astimezone(CST).isoformat()  # the same instant written in +08:00
@@ -582,6 +589,7 @@ def test_logs_filters_narrow_the_result(scenario: Scenario) -> None:
     assert combined & {r["id"] for r in rows if r["alert_id"] == scenario.broadcast}
 
 
+@pytest.mark.xdist_group("cli_logs")
 def test_logs_unmask_shows_full_numbers_and_is_audited(scenario: Scenario) -> None:
     c = scenario.config_dir
     before = query(c, "SELECT count(*) FROM audit_log WHERE action = 'logs.unmask'")[0][0]
@@ -657,6 +665,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, l
     yield config_dir, rows, result.stdout
 
 
+@pytest.mark.xdist_group("cli_import")
 def test_import_of_20000_rows(imported: tuple[Path, list[list[str]], str]) -> None:
     config_dir, rows, stdout = imported
     assert re.search(r"^imported 20000 subscriber\(s\) from .*people\.csv in [\d.]+s$", stdout, re.M), stdout
@@ -670,6 +679,7 @@ def test_import_of_20000_rows(imported: tuple[Path, list[list[str]], str]) -> No
     assert [json.loads(d) for (d,) in audit] == [{"rows": 20_000}]
 
 
+@pytest.mark.xdist_group("cli_import")
 def test_export_round_trips_imported_rows(imported: tuple[Path, list[list[str]], str]) -> None:
     config_dir, rows, _ = imported
     out = config_dir.parent / "out.csv"
@@ -756,19 +766,3 @@ def test_import_without_a_phone_column_is_a_header_error(config_dir: Path, tmp_p
     ), result.stderr
     assert "nothing was imported" in result.stderr
     assert query(config_dir, "SELECT count(*) FROM recipients WHERE phone = '13900000001'") == [(0,)]
-
-
-def test_import_200000_rows_timing(config_dir: Path, tmp_path: Path) -> None:
-    """A sanity figure, printed, not asserted."""
-    path = tmp_path / "big.csv"
-    write_subscribers(path, 200_000, seed=11)
-    started = time.perf_counter()
-    result = warnd(config_dir, "subscribers", "import", path, timeout=300)
-    elapsed = time.perf_counter() - started
-    assert result.returncode == 0, result.stderr
-    assert "imported 200000 subscriber(s)" in result.stdout
-    assert query(config_dir, "SELECT count(*) FROM recipients WHERE source = 'import'") == [(200_000,)]
-    print(
-        f"\nimporting 200,000 subscribers: {elapsed:.1f}s wall for the subprocess; "
-        f"warnd says: {result.stdout.strip()}"
-    )

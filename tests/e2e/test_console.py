@@ -41,7 +41,12 @@ try:
 except ImportError:  # reported by the `site` fixture: a failure, not a skip
     async_playwright = None  # type: ignore[assignment]
 
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]
+# one browser and one daemon for the module (the `site` fixture): under pytest-xdist its tests stay on one worker
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.timeout(300),
+    pytest.mark.xdist_group("console"),
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -47,7 +47,12 @@ try:
 except ImportError:  # reported by the `admin_site` fixture, as in test_console.py
     pass
 
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]
+# one browser and one daemon for the module (the `admin_site` fixture): under pytest-xdist its tests stay on one worker
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.timeout(300),
+    pytest.mark.xdist_group("console_admin"),
+]
 
 ADMIN, OPERATOR, VIEWER = "钱管理", "王调度", "赵查看"
 USERS = {ADMIN: "admin", OPERATOR: "operator", VIEWER: "viewer"}

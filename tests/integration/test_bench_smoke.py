@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench import parse, run
+from bench import import_csv, parse, run
 
 FIELDS = {"name", "value", "unit", "target", "met", "ratio_to_baseline", "notes"}
 
@@ -50,3 +50,10 @@ def test_fanout_pieces_at_tiny_sizes() -> None:
     ]
     assert all(r["ratio_to_baseline"] for r in million[:3])
     assert million[3]["unit"] == "MB" and million[3]["value"] > 10
+
+
+def test_import_at_a_tiny_size() -> None:
+    results = import_csv.run(True, rows=200)
+    check_shape(results)
+    assert [r["name"] for r in results] == ["import_200_wall", "import_200_rate"]
+    assert [r["unit"] for r in results] == ["s", "rows/s"]

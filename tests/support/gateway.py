@@ -21,7 +21,10 @@ Knobs: :meth:`fail_phones` (permanent per-number failure, ``"invalid number"``),
 requests answered 503 / 429 / any status, optional ``Retry-After``), ``delay`` (seconds before answering;
 the request is processed first, as a real gateway that accepted but answered too late),
 ``max_numbers_per_request`` (numbers beyond it are left out of the results), :meth:`respond_next` (script
-raw answers, e.g. Aliyun- or Tencent-shaped JSON; the request is recorded but not processed).
+raw answers, e.g. Aliyun- or Tencent-shaped JSON; the request is recorded but not processed),
+:meth:`hold_answers` / :meth:`answer` (requests are processed but their answers wait, ``held`` counts them: a
+sender killed meanwhile had requests in flight whose results it never saw; ``when=`` starts holding at the first
+request that finds a condition true).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -95,6 +99,10 @@ class FakeSmsGateway(LocalServer):
         self._scripted: list[_Scripted] = []
         self._batch_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
+        self._answering = asyncio.Event()
+        self._answering.set()
+        self._hold_when: Callable[[], bool] | None = None
+        self.held = 0  # requests whose answer waited for answer() (hold_answers)
 
     @property
     def request_count(self) -> int:
@@ -114,6 +122,18 @@ class FakeSmsGateway(LocalServer):
     def throttle_next(self, n: int = 1, *, retry_after: str | float | None = 7) -> None:
         """Answer the next ``n`` requests with 429 Too Many Requests."""
         self.fail_next(n, status=429, retry_after=retry_after)
+
+    def hold_answers(self, when: Callable[[], bool] | None = None) -> None:
+        """Process each request but keep its answer until :meth:`answer` (or close): from now on, or from the
+        first request processed when ``when()`` is true."""
+        if when is None:
+            self._answering.clear()
+        self._hold_when = when
+
+    def answer(self) -> None:
+        """Send the held answers, and answer at once again."""
+        self._hold_when = None
+        self._answering.set()
 
     def respond_next(
         self,
@@ -180,6 +200,18 @@ class FakeSmsGateway(LocalServer):
         if self.delay > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), self.delay)
+        if self._hold_when is not None and self._hold_when():
+            self._hold_when = None
+            self._answering.clear()
+        if not self._answering.is_set():
+            self.held += 1
+            answering, closing = (
+                asyncio.ensure_future(self._answering.wait()),
+                asyncio.ensure_future(self._closing.wait()),
+            )
+            await asyncio.wait([answering, closing], return_when=asyncio.FIRST_COMPLETED)
+            answering.cancel()
+            closing.cancel()
 
     def _process(
         self, phone: str, key: str, content: str | None, signature: str | None, batch_id: str
