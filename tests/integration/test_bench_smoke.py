@@ -57,3 +57,24 @@ def test_import_at_a_tiny_size() -> None:
     check_shape(results)
     assert [r["name"] for r in results] == ["import_200_wall", "import_200_rate"]
     assert [r["unit"] for r in results] == ["s", "rows/s"]
+
+
+def test_api_load_at_a_tiny_size() -> None:
+    rows = run.api_load(True, people=50, seconds=1, rate=10)
+    check_shape(rows)
+    assert [r["name"] for r in rows] == [
+        "api_load_50_ingest_p50",
+        "api_load_50_ingest_p99",
+        "api_load_50_ingest_max",
+        "api_load_50_answered_rate",
+        "api_load_50_big_persisted",
+        "api_load_50_big_accepted",
+        "api_load_50_peak_rss",
+    ]
+    assert all(r["target"] is None for r in rows)  # "bounded": a measurement
+    assert rows[0]["value"] <= rows[1]["value"] <= rows[2]["value"]
+    # 50 imported + the example's 24 people with a phone; every small alert answered
+    assert "10 small alerts offered at 10/s for 1 s" in rows[0]["notes"]
+    assert "to 74 SMS: 10 answered 201, 0 failed, 0 not sent" in rows[0]["notes"]
+    assert "the last of its 74 SMS" in rows[5]["notes"]
+    assert rows[6]["unit"] == "MB" and rows[6]["value"] > 10
