@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support import postgres
 from tests.support.cap import cap_cn as cap_cn  # the tests' CAP-CN builder, imported from here
 from warnd.app import App
 from warnd.clock import FakeClock
@@ -45,13 +46,31 @@ def config_dir(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     """A writable copy of config/ whose data_dir and templates point into the temp dir / the project.
 
     Markers change the copy: ``file_push`` (push through the file adapter, PUSH_SUBSCRIBERS with a token) and
-    ``file_loudspeaker`` (loudspeakers through the file adapter instead of the local MQTT broker)."""
+    ``file_loudspeaker`` (loudspeakers through the file adapter instead of the local MQTT broker).
+
+    With ``WARND_TEST_POSTGRES=1`` (tests/support/postgres.py) the copy's database is a fresh PostgreSQL database
+    (dropped at teardown) instead of the SQLite file in data_dir, except in tests/e2e, which read that file."""
     target = make_config_copy(tmp_path)
+    if postgres.postgres_wanted() and "e2e" not in request.node.path.parts:
+        url = postgres.create_database()
+        request.addfinalizer(lambda: postgres.drop_database(url))
+        edit_yaml(target / "warnd.yaml", use_postgres(url))
     if request.node.get_closest_marker("file_push"):
         file_push(target)
     if request.node.get_closest_marker("file_loudspeaker"):
         file_loudspeaker(target)
     return target
+
+
+def use_postgres(url: str) -> Callable[[dict[str, Any]], None]:
+    """A warnd.yaml change: the database at ``url``, and the shared link secret every node of a cluster must
+    be configured with (warnd/links.py)."""
+
+    def change(settings: dict[str, Any]) -> None:
+        settings["database"] = url
+        settings.setdefault("feedback", {})["link_secret"] = "tests-cluster-link-secret-0123456789abcdef"
+
+    return change
 
 
 def make_config_copy(root: Path) -> Path:

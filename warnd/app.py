@@ -109,6 +109,7 @@ class App:
         self.tz = ZoneInfo(config.timezone)  # how times are shown to people (API, CLI)
         self.clock: Clock = clock or SystemClock()
         self.started_at = self.clock.now()  # feeds never polled since are stale only after their stale_after
+        config.data_dir.mkdir(parents=True, exist_ok=True)  # on PostgreSQL no SQLite file creates it
         self.store = Store.open(database or config.database_url)
         self.renderer = Renderer(config.templates, default_language=config.language, timezone=config.timezone)
         self.channels: dict[str, Channel] = {

@@ -1092,6 +1092,8 @@ class Store:
             return 0
         stmt = self._insert(gauge_readings).on_conflict_do_nothing(index_elements=["gauge", "time"])
         async with self.write() as conn:
+            if not self.is_sqlite:  # asyncpg's executemany reports no row count: count the rows returned
+                return len((await conn.execute(stmt.returning(gauge_readings.c.gauge), list(rows))).all())
             result = await conn.execute(stmt, list(rows))
             return max(result.rowcount or 0, 0)
 
