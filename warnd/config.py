@@ -222,6 +222,8 @@ class DispatchSettings(_Model):
     batch_size: int = Field(500, ge=1, le=10_000)
     poll_interval: Duration = 1.0  # fallback when no wake-up arrives
     fanout_chunk: int = Field(5000, ge=100, le=100_000)
+    # cluster mode: an alert's fan-out is one node's for this long, renewed while it works (docs/cluster.md)
+    fanout_lease: Duration = Field(30.0, gt=0)
     shutdown_grace: Duration = 20.0  # how long SIGTERM waits for in-flight sends
 
 

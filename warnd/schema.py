@@ -493,3 +493,26 @@ broadcasts = Table(
     Column("error", String(1000)),
     Index("ix_broadcasts_status", "status", "id"),
 )
+
+# Cluster mode (several `warnd run` on one PostgreSQL database, docs/cluster.md; warnd/store/cluster.py).
+# A scheduled job runs once per slot of its interval across the nodes: the node whose row lands runs it.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("job", String(100), nullable=False),  # the scheduler's job id: expire, held, feed:<name>, …
+    Column("slot", UTCDateTime, nullable=False),  # start of the interval this run is for
+    Column("node", String(100), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("job", "slot"),
+)
+
+# Work one node does for a while (an alert's fan-out: fanout:<alert id>): held until expires_at, renewed while
+# the node works; a node that died leaves it to expire, and another takes the work over.
+cluster_leases = Table(
+    "cluster_leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(100), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)

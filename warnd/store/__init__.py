@@ -57,6 +57,7 @@ from warnd.schema import (
     payloads,
     recipients,
 )
+from warnd.store.cluster import flag_expired_leases
 
 # delivery statuses that mean the recipient was reached: sent (the provider / broker accepted it; no receipt
 # says otherwise yet) and delivered (every part's receipt said so). A receipt's failed is not among them.
@@ -1209,14 +1210,24 @@ class Store:
             .order_by(deliveries.c.priority, deliveries.c.visible_at)
             .limit(limit)
         )
-        if not self.is_sqlite:
-            due = due.with_for_update(skip_locked=True)
+        expired: list[tuple[int, str]] = []
         async with self.write() as conn:
+            picked: Any = due.scalar_subquery()
+            if (
+                not self.is_sqlite
+            ):  # cluster mode: lock the due rows, noting leases that ran out (store/cluster.py)
+                locked = (
+                    await conn.execute(
+                        due.add_columns(deliveries.c.lease_token).with_for_update(skip_locked=True)
+                    )
+                ).all()
+                picked = [r.id for r in locked]
+                expired = [(r.id, r.lease_token) for r in locked if r.lease_token]
             ids = [
                 r[0]
                 for r in await conn.execute(
                     update(deliveries)
-                    .where(deliveries.c.id.in_(due.scalar_subquery()))
+                    .where(deliveries.c.id.in_(picked))
                     .values(
                         lease_token=token,
                         visible_at=now + timedelta(seconds=lease_seconds),
@@ -1228,6 +1239,7 @@ class Store:
             ]
             if not ids:
                 return token, []
+            await flag_expired_leases(conn, expired, now)
             root_alert = alerts.alias("root_alert")
             rows = await conn.execute(
                 select(
