@@ -37,13 +37,14 @@ class AlreadyRunning(RuntimeError):
     pass
 
 
-def _single_instance_lock(database_url: str) -> IO[str] | None:
+def single_instance_lock(database_url: str) -> IO[str] | None:
     """On SQLite only one daemon may own a database (PostgreSQL cluster mode has no such limit). Holding the
     lock also makes it safe to release every lease left by a crashed predecessor at start-up."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite" or not url.database:
         return None
     path = Path(url.database + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
     handle = path.open("w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -54,7 +55,7 @@ def _single_instance_lock(database_url: str) -> IO[str] | None:
 
 
 async def run_daemon(app: App, host: str, port: int) -> None:
-    lock = _single_instance_lock(app.store.url)
+    lock = single_instance_lock(app.store.url)
     try:
         await _serve(app, host, port)
     finally:
