@@ -72,7 +72,9 @@ async def made_by_the_pipeline(config_dir: Path, clock: FakeClock) -> str:
         clock.advance(3600)
         await app.escalator.sweep()
         await app.dispatcher.drain()
-        lifted = cap_cn(identifier="lifted", msg_type="Cancel", references=cap_cn.__kwdefaults__["identifier"])
+        lifted = cap_cn(
+            identifier="lifted", msg_type="Cancel", references=cap_cn.__kwdefaults__["identifier"]
+        )
         await app.pipeline.ingest(lifted, source="t")
         await app.dispatcher.drain()
         await app.pipeline.ingest(b"<not-cap/>", source="t")  # quarantined
