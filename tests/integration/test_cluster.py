@@ -196,3 +196,22 @@ async def test_notify_wakes_another_nodes_dispatcher_and_survives_a_dropped_conn
     finally:
         stopping.set()
         await asyncio.wait_for(asyncio.gather(dispatching, listening), 30)
+
+
+async def test_nodes_starting_together_on_an_empty_database(tmp_path: Path, gateway: FakeSmsGateway) -> None:
+    """Three nodes start at once on a database with no schema: one migrates and syncs the config's recipients
+    while the others wait, then find both done (an advisory lock each)."""
+    url = postgres.create_database(migrated=False)
+    apps = [
+        App(load_config(cluster_config(tmp_path / f"n{i}", gateway.url, url)), clock=FakeClock())
+        for i in range(3)
+    ]
+    try:
+        await asyncio.gather(*(app.start() for app in apps))
+        assert await apps[0].store.recipient_count() == 27  # the example's 24 people and 3 terminals, once
+        versions = await postgres.fetch(url, "SELECT version_num FROM alembic_version")
+        assert len(versions) == 1
+    finally:
+        for app in apps:
+            await app.close()
+        postgres.drop_database(url)

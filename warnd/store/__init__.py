@@ -57,7 +57,7 @@ from warnd.schema import (
     payloads,
     recipients,
 )
-from warnd.store.cluster import flag_expired_leases
+from warnd.store.cluster import flag_expired_leases, one_at_a_time
 
 # delivery statuses that mean the recipient was reached: sent (the provider / broker accepted it; no receipt
 # says otherwise yet) and delivered (every part's receipt said so). A receipt's failed is not among them.
@@ -202,6 +202,8 @@ class Store:
         from warnd.migrations import upgrade
 
         async with self._writer.connect() as conn:
+            if not self.is_sqlite:  # nodes starting together: one migrates, the others then find it done
+                await one_at_a_time(conn, "warnd:migrations")
             await conn.run_sync(upgrade)
             await conn.commit()
 
@@ -257,6 +259,8 @@ class Store:
         count = 0
         group_names: set[str] = set()
         async with self.write() as conn:
+            if not self.is_sqlite:  # nodes starting together sync the same config: one after the other
+                await one_at_a_time(conn, "warnd:recipients")
             await conn.execute(
                 text(
                     "CREATE TEMPORARY TABLE IF NOT EXISTS _import (key VARCHAR(64) PRIMARY KEY, groups TEXT)"

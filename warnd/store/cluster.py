@@ -83,6 +83,12 @@ async def flag_expired_leases(
         )
 
 
+async def one_at_a_time(conn: AsyncConnection, what: str) -> None:
+    """PostgreSQL: wait until no other node's transaction does ``what`` (schema migrations at start-up, the
+    config sync of recipients), then hold it until this transaction ends (a transaction-level advisory lock)."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:what))"), {"what": what})
+
+
 class Solo:
     """One process owns the database (SQLite): every job run and lease is granted, nobody else to wake."""
 
