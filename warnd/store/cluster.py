@@ -251,10 +251,20 @@ class PostgresCluster(Solo):
             with suppress(Exception):
                 await self._notifying
 
-    def listen_dsn(self) -> str:
-        """asyncpg's DSN of the store's database (the SQLAlchemy URL without ``+asyncpg``)."""
+    def listen_arguments(self) -> dict[str, Any]:
+        """``asyncpg.connect`` arguments of the store's database, from its SQLAlchemy URL (the host may be a
+        socket directory in ``?host=``; ``?ssl=`` is asyncpg's own, as SQLAlchemy passes it)."""
         url = make_url(self.store.url)
-        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+        arguments: dict[str, Any] = {
+            "host": url.host or url.query.get("host"),
+            "port": url.port,
+            "user": url.username,
+            "password": url.password,
+            "database": url.database,
+        }
+        if url.query.get("ssl"):
+            arguments["ssl"] = url.query["ssl"]
+        return {k: v for k, v in arguments.items() if v is not None}
 
     async def listen(self, on_wake: Callable[[], None], stopping: asyncio.Event) -> None:
         """LISTEN on a dedicated connection; on every NOTIFY from another node call ``on_wake``. The connection
@@ -265,7 +275,7 @@ class PostgresCluster(Solo):
         backoff = 0.5
         while not stopping.is_set():
             try:
-                conn = await asyncpg.connect(self.listen_dsn(), timeout=10)
+                conn = await asyncpg.connect(**self.listen_arguments(), timeout=10)
             except Exception as exc:
                 log.warning("LISTEN connection failed (%s); again in %.1fs", exc, backoff)
                 await _wait(stopping, backoff)
