@@ -173,6 +173,9 @@ async def test_three_nodes_one_killed_mid_fan_out_lose_nothing_and_send_once(
         )
     }
     assert again <= flagged  # … and then flagged on the delivery
+    # the fan-out check runs every second on every node, and once per second across them (job_runs)
+    runs = await postgres.fetch(database, "SELECT slot, node FROM job_runs WHERE job = 'fanouts'")
+    assert 1 <= len(runs) <= done + 2
     logs = "".join(node.log.read_text() for node in survivors)
     assert "another node left" in logs  # a survivor finished the victim's fan-out
     print(

@@ -166,6 +166,7 @@ async def test_notify_wakes_another_nodes_dispatcher_and_survives_a_dropped_conn
     listening = asyncio.create_task(cluster(b).listen(b.dispatcher.wake, stopping))
     try:
         await asyncio.wait_for(cluster(b).listening.wait(), 10)
+        assert cluster(b).connections == 1
         await asyncio.sleep(0.3)  # b's dispatcher has looked once and is waiting now
         [result] = await a.pipeline.ingest(cap_cn(), source="t")
         assert result.outcome == "created"
@@ -180,8 +181,7 @@ async def test_notify_wakes_another_nodes_dispatcher_and_survives_a_dropped_conn
             name,
         )
         assert [r[0] for r in cut] == [True]
-        await _wait_for(lambda: not cluster(b).listening.is_set(), 10)
-        await asyncio.wait_for(cluster(b).listening.wait(), 10)
+        await _wait_for(lambda: cluster(b).connections == 2, 10)
         await asyncio.sleep(0.3)
         lifted = cap_cn(
             identifier="lifted",

@@ -132,6 +132,7 @@ class PostgresCluster(Solo):
         self._notifying: asyncio.Task[None] | None = None
         self._notify_again = False
         self.listening = asyncio.Event()  # set while the LISTEN connection is up (tests, health)
+        self.connections = 0  # LISTEN connections made so far (a reconnect makes one more)
 
     # --- scheduled jobs --------------------------------------------------------------------------------------
 
@@ -304,6 +305,7 @@ class PostgresCluster(Solo):
 
         conn.add_termination_listener(lambda _conn: lost.set())
         await conn.add_listener(WAKE_CHANNEL, notified)
+        self.connections += 1
         self.listening.set()
         on_wake()  # whatever was written while nobody listened
         while not stopping.is_set() and not lost.is_set():
