@@ -1217,9 +1217,8 @@ class Store:
         expired: list[tuple[int, str]] = []
         async with self.write() as conn:
             picked: Any = due.scalar_subquery()
-            if (
-                not self.is_sqlite
-            ):  # cluster mode: lock the due rows, noting leases that ran out (store/cluster.py)
+            # cluster mode: lock the due rows, noting the leases that ran out (warnd/store/cluster.py)
+            if not self.is_sqlite:
                 locked = (
                     await conn.execute(
                         due.add_columns(deliveries.c.lease_token).with_for_update(skip_locked=True)

@@ -5,7 +5,7 @@ and a number the stub was sent twice (the crash window: the dead node sent it, i
 was sent at most twice and is flagged ``lease_expired`` on its delivery.
 
 Size: ``WARND_CLUSTER_KILL_SIZE`` people in one village (default 4,000: about 25 s here, on 2 cores); the issue's 100k
-variant is ``WARND_CLUSTER_KILL_SIZE=100000 pytest tests/e2e/test_cluster.py`` (minutes). Skipped only when no
+variant is ``WARND_CLUSTER_KILL_SIZE=100000 pytest tests/e2e/test_cluster_kill.py`` (minutes). Skipped only when no
 PostgreSQL server answers."""
 
 from __future__ import annotations
