@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support import postgres
 from tests.support.cap import cap_cn as cap_cn  # the tests' CAP-CN builder, imported from here
 from warnd.app import App
 from warnd.clock import FakeClock
@@ -92,9 +93,16 @@ def config_dir(tmp_path: Path, request: pytest.FixtureRequest, migrated_database
     installation does.
 
     Markers change the copy: ``file_push`` (push through the file adapter, PUSH_SUBSCRIBERS with a token) and
-    ``file_loudspeaker`` (loudspeakers through the file adapter instead of the local MQTT broker)."""
+    ``file_loudspeaker`` (loudspeakers through the file adapter instead of the local MQTT broker).
+
+    With ``WARND_TEST_POSTGRES=1`` (tests/support/postgres.py) the copy's database is a fresh PostgreSQL database
+    (dropped at teardown) instead of the SQLite file in data_dir, except in tests/e2e, which read that file."""
     target = make_config_copy(tmp_path)
-    if not request.node.path.is_relative_to(E2E):
+    if postgres.postgres_wanted() and "e2e" not in request.node.path.parts:
+        url = postgres.create_database()
+        request.addfinalizer(lambda: postgres.drop_database(url))
+        edit_yaml(target / "warnd.yaml", use_postgres(url))
+    elif not request.node.path.is_relative_to(E2E):
         (tmp_path / "data").mkdir(exist_ok=True)
         shutil.copyfile(migrated_database, tmp_path / "data" / "warnd.db")
     if request.node.get_closest_marker("file_push"):
@@ -102,6 +110,17 @@ def config_dir(tmp_path: Path, request: pytest.FixtureRequest, migrated_database
     if request.node.get_closest_marker("file_loudspeaker"):
         file_loudspeaker(target)
     return target
+
+
+def use_postgres(url: str) -> Callable[[dict[str, Any]], None]:
+    """A warnd.yaml change: the database at ``url``, and the shared link secret every node of a cluster must
+    be configured with (warnd/links.py)."""
+
+    def change(settings: dict[str, Any]) -> None:
+        settings["database"] = url
+        settings.setdefault("feedback", {})["link_secret"] = "tests-cluster-link-secret-0123456789abcdef"
+
+    return change
 
 
 def make_config_copy(root: Path) -> Path:

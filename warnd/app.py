@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,7 +25,8 @@ from warnd.pipeline import Pipeline
 from warnd.receipts import ADAPTER_KINDS
 from warnd.render import Renderer
 from warnd.report import Reporter
-from warnd.store import Store
+from warnd.store import Claimed, Store
+from warnd.store.cluster import open_cluster
 
 log = logging.getLogger("warnd")
 
@@ -109,7 +110,10 @@ class App:
         self.tz = ZoneInfo(config.timezone)  # how times are shown to people (API, CLI)
         self.clock: Clock = clock or SystemClock()
         self.started_at = self.clock.now()  # feeds never polled since are stale only after their stale_after
+        config.data_dir.mkdir(parents=True, exist_ok=True)  # on PostgreSQL no SQLite file creates it
         self.store = Store.open(database or config.database_url)
+        # what the nodes of a cluster agree on through the database (PostgreSQL; nothing on SQLite)
+        self.cluster = open_cluster(self.store, self.clock)
         self.renderer = Renderer(config.templates, default_language=config.language, timezone=config.timezone)
         self.channels: dict[str, Channel] = {
             name: adapter_class(settings["adapter"])(
@@ -136,11 +140,12 @@ class App:
             store=self.store,
             renderer=self.renderer,
             clock=self.clock,
-            wake=self.dispatcher.wake,
+            wake=self.wake,
             speech=self.speech,
             links=self.links,
+            cluster=self.cluster,
         )
-        self.dispatcher.failover = self.pipeline.fail_over  # alternates when a channel or terminal is down
+        self.dispatcher.failover = self._fail_over  # alternates when a channel or terminal is down
         self.hydro = HydroService(config=config, store=self.store, pipeline=self.pipeline, clock=self.clock)
         # the feedback loop: 叫应, the escalation ladder and door-knock lists, coverage reports
         self.acks = Acknowledgements(config=config, store=self.store, clock=self.clock, links=self.links)
@@ -165,10 +170,25 @@ class App:
             for channel in self.channels.values():
                 await channel.start()
 
+    def wake(self) -> None:
+        """New deliveries are due: wake this node's dispatcher and (cluster mode) the other nodes'."""
+        self.dispatcher.wake()
+        self.cluster.wake_others()
+
+    async def _fail_over(
+        self, item: Claimed, why: str, *, available: Callable[[str], bool], channels: Collection[str]
+    ) -> Any:
+        """The pipeline's failover; alternates it wrote are news for the other nodes' dispatchers too."""
+        done = await self.pipeline.fail_over(item, why, available=available, channels=channels)
+        if done is not None:
+            self.cluster.wake_others()
+        return done
+
     async def close(self) -> None:
         # every channel, started here or not: the dispatcher starts a channel at its first send when needed
         for channel in self.channels.values():
             await channel.close()
+        await self.cluster.close()
         await self.store.close()
 
     async def sync_config(self) -> dict[str, int]:

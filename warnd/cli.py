@@ -71,6 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", parents=[common], help="apply Alembic migrations")
+    copy = db_sub.add_parser(
+        "copy",
+        parents=[common],
+        help="copy every table into another database (SQLite → PostgreSQL: docs/cluster.md)",
+    )
+    copy.add_argument(
+        "--from", dest="source", default=None, help="source database URL (default: the config's database)"
+    )
+    copy.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        help="target database URL, e.g. postgresql+asyncpg://warnd@db/warnd",
+    )
+    copy.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete the target's rows first (default: refuse a target with rows)",
+    )
+    copy.add_argument("--chunk", type=int, default=5000, help="rows per read (default 5000)")
 
     logs = sub.add_parser("logs", parents=[common], help="the delivery log")
     logs.add_argument("--alert", type=int, help="alert id")
@@ -181,6 +201,8 @@ async def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
 async def cmd_db(config: Config, args: argparse.Namespace) -> int:
     from warnd.store import Store
 
+    if args.db_command == "copy":
+        return await cmd_db_copy(config, args)
     store = Store.open(args.database or config.database_url)
     try:
         await store.upgrade()
@@ -188,6 +210,52 @@ async def cmd_db(config: Config, args: argparse.Namespace) -> int:
     finally:
         await store.close()
     print("database is at the newest schema")
+    return 0
+
+
+async def cmd_db_copy(config: Config, args: argparse.Namespace) -> int:
+    """``warnd db copy --to URL``: no daemon may run on either database meanwhile (SQLite: its lock is taken)."""
+    from sqlalchemy.engine import make_url
+
+    from warnd.daemon import AlreadyRunning, single_instance_lock
+    from warnd.store import Store
+    from warnd.store.copy import TargetNotEmpty, copy_database
+
+    source_url = args.source or args.database or config.database_url
+    if make_url(source_url) == make_url(args.target):
+        print("warnd: --from and --to name the same database", file=sys.stderr)
+        return 2
+    try:
+        locks = [single_instance_lock(source_url), single_instance_lock(args.target)]
+    except AlreadyRunning as exc:
+        print(f"warnd: {exc}; stop it before copying", file=sys.stderr)
+        return 1
+    source, target = Store.open(source_url), Store.open(args.target)
+    shown = {url: make_url(url).render_as_string(hide_password=True) for url in (source_url, args.target)}
+    try:
+        report = await copy_database(source, target, chunk=args.chunk, replace=args.replace)
+        if report.matches:  # the copy's own entry, after the copied log
+            await target.audit(
+                datetime.now(UTC),
+                actor(args),
+                "db.copy",
+                detail={"from": shown[source_url], "rows": sum(report.rows.values())},
+            )
+    except TargetNotEmpty as exc:
+        print(f"warnd: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await source.close()
+        await target.close()
+        for lock in locks:
+            if lock is not None:
+                lock.close()
+    for table, rows in report.rows.items():
+        print(f"{table:24} {rows:>12}")
+    if not report.matches:
+        print("warnd: the target's row counts differ from the rows copied", file=sys.stderr)
+        return 1
+    print(f"copied {sum(report.rows.values())} rows from {shown[source_url]} to {shown[args.target]}")
     return 0
 
 

@@ -224,6 +224,8 @@ class DispatchSettings(_Model):
     fanout_chunk: int = Field(5000, ge=100, le=100_000)
     # batches of one channel in flight at once: one is being claimed or recorded while another is being sent
     workers_per_channel: int = Field(2, ge=1, le=16)
+    # cluster mode: an alert's fan-out is one node's for this long, renewed while it works (docs/cluster.md)
+    fanout_lease: Duration = Field(30.0, gt=0)
     shutdown_grace: Duration = 20.0  # how long SIGTERM waits for in-flight sends
 
 

@@ -36,6 +36,7 @@ from warnd.links import ACK, LinkSigner
 from warnd.render import Renderer
 from warnd.rules import DRILL_STATUSES, SILENT_STATUSES, Facts, Plan, PlannedTarget, RuleEngine
 from warnd.store import NO_LONGER_APPLIES, AudienceQuery, Claimed, Store
+from warnd.store.cluster import Solo
 
 log = logging.getLogger("warnd.pipeline")
 
@@ -140,9 +141,11 @@ class Pipeline:
         wake: Callable[[], None] = lambda: None,
         speech: Speech | None = None,
         links: LinkSigner | None = None,
+        cluster: Solo | None = None,
     ):
         self.config = config
         self.store = store
+        self.cluster = cluster or Solo()  # cluster mode: a fan-out is one node's (warnd/store/cluster.py)
         self.renderer = renderer
         self.clock = clock
         self.wake = wake  # tells the dispatcher there is new work
@@ -240,7 +243,7 @@ class Pipeline:
             len(plan.targets),
         )
         if values["fanout"] == "pending":
-            await self.fanout(alert_id)
+            await self.fanout_once(alert_id)
         elif previous is not None and values["state"] == "expired":  # a stale revision still ends the chain
             stored = await self.store.get_alert(alert_id)
             if stored is not None and (await self._uncover(stored, "expired")).get("released"):
@@ -568,13 +571,25 @@ class Pipeline:
         self.wake()
         return dict(stats)
 
-    async def resume(self) -> list[int]:
-        """Finish fan-outs a crash interrupted."""
-        pending = await self.store.pending_fanouts()
+    async def fanout_once(self, alert_id: int) -> dict[str, int] | None:
+        """:meth:`fanout` under the alert's fan-out lease; None when another node holds it (it is fanning the
+        alert out right now)."""
+        async with self.cluster.hold(f"fanout:{alert_id}", self.config.dispatch.fanout_lease) as mine:
+            return await self.fanout(alert_id) if mine else None
+
+    async def resume(self, pending: Sequence[int] | None = None) -> list[int]:
+        """Finish fan-outs a crash interrupted (all pending ones, or those given), except those another node
+        is doing now."""
+        if pending is None:
+            pending = await self.store.pending_fanouts()
+        resumed = []
         for alert_id in pending:
-            log.info("resuming fan-out of alert %s", alert_id)
-            await self.fanout(alert_id, resuming=True)
-        return pending
+            async with self.cluster.hold(f"fanout:{alert_id}", self.config.dispatch.fanout_lease) as mine:
+                if mine and (row := await self.store.get_alert(alert_id)) and row["fanout"] == "pending":
+                    log.info("resuming fan-out of alert %s", alert_id)
+                    await self.fanout(alert_id, resuming=True)
+                    resumed.append(alert_id)
+        return resumed
 
     async def _audience(
         self, target: PlannedTarget, plan: Plan, area: AlertArea

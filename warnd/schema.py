@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -52,6 +53,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
+# Row ids and the columns that hold them: 64-bit on PostgreSQL (a province's 1.1亿 deliveries of one event, and
+# their events, outgrow a 32-bit serial within a few such events); SQLite's INTEGER is 64-bit already, and an
+# INTEGER PRIMARY KEY there must stay the rowid. Migration 0009 widens the PostgreSQL columns.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -66,7 +72,7 @@ metadata = MetaData(
 payloads = Table(
     "payloads",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", Id, primary_key=True),
     Column("received_at", UTCDateTime, nullable=False),
     Column("source", String(500), nullable=False),  # file path, http:<peer>, feed:<name>, broadcast:<actor>
     Column("content_type", String(100)),
@@ -74,7 +80,7 @@ payloads = Table(
     Column("body", LargeBinary, nullable=False),
     Column("outcome", String(16), nullable=False),
     Column("errors", JSON),  # list of "path: reason" for rejected payloads, warnings for accepted ones
-    Column("alert_id", Integer),
+    Column("alert_id", Id),
     Index("ix_payloads_outcome_received", "outcome", "received_at"),
 )
 
@@ -82,7 +88,7 @@ payloads = Table(
 alerts = Table(
     "alerts",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", Id, primary_key=True),
     Column("sender", String(255), nullable=False),
     Column("identifier", String(255), nullable=False),
     Column("sent", UTCDateTime, nullable=False),
@@ -99,9 +105,9 @@ alerts = Table(
     Column("area_desc", Text),
     Column("effective", UTCDateTime),
     Column("expires", UTCDateTime),
-    Column("root_id", Integer, ForeignKey("alerts.id")),  # first revision of the chain (itself for originals)
-    Column("previous_id", Integer, ForeignKey("alerts.id")),  # the revision this one updates or cancels
-    Column("payload_id", Integer, ForeignKey("payloads.id")),
+    Column("root_id", Id, ForeignKey("alerts.id")),  # first revision of the chain (itself for originals)
+    Column("previous_id", Id, ForeignKey("alerts.id")),  # the revision this one updates or cancels
+    Column("payload_id", Id, ForeignKey("payloads.id")),
     Column("parsed", JSON, nullable=False),  # the Alert, as JSON
     Column("state", String(16), nullable=False),  # active | updated | cancelled | expired | inactive
     Column("fanout", String(16), nullable=False),  # pending | done
@@ -119,7 +125,7 @@ alerts = Table(
 recipients = Table(
     "recipients",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", Id, primary_key=True),
     Column("key", String(64), nullable=False, unique=True),
     Column("kind", String(10), nullable=False),  # person | terminal
     Column("name", String(100), nullable=False),
@@ -147,7 +153,7 @@ group_members = Table(
     "group_members",
     metadata,
     Column("group_name", String(64), nullable=False),
-    Column("recipient_id", Integer, ForeignKey("recipients.id", ondelete="CASCADE"), nullable=False),
+    Column("recipient_id", Id, ForeignKey("recipients.id", ondelete="CASCADE"), nullable=False),
     PrimaryKeyConstraint("group_name", "recipient_id"),
     Index("ix_group_members_recipient", "recipient_id"),
 )
@@ -156,11 +162,11 @@ group_members = Table(
 messages = Table(
     "messages",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
+    Column("id", Id, primary_key=True),
+    Column("alert_id", Id, ForeignKey("alerts.id"), nullable=False),
     Column("channel", String(32), nullable=False),
     Column("language", String(16), nullable=False),
-    Column("recipient_id", Integer),
+    Column("recipient_id", Id),
     Column("body", Text, nullable=False),
     Column("title", Text),
     Column("data", JSON),
@@ -173,11 +179,11 @@ messages = Table(
 deliveries = Table(
     "deliveries",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
-    Column("recipient_id", Integer, ForeignKey("recipients.id"), nullable=False),
+    Column("id", Id, primary_key=True),
+    Column("alert_id", Id, ForeignKey("alerts.id"), nullable=False),
+    Column("recipient_id", Id, ForeignKey("recipients.id"), nullable=False),
     Column("channel", String(32), nullable=False),
-    Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("message_id", Id, ForeignKey("messages.id"), nullable=False),
     # queued | sent | delivered | failed | failed_over | suppressed | superseded | expired
     # (delivered / failed after sent: from delivery receipts and play reports, docs/feedback.md)
     Column("status", String(12), nullable=False),
@@ -192,7 +198,7 @@ deliveries = Table(
     Column("error", Text),
     Column("reason", Text),  # why it was suppressed / superseded / sent this way
     # suppressed: the root of the alert chain that covered the recipient (re-queued when it stops covering)
-    Column("suppressed_by", Integer),
+    Column("suppressed_by", Id),
     Column("segments", SmallInteger, nullable=False),
     Column("repeat", SmallInteger, nullable=False),
     Column("level", SmallInteger),
@@ -220,8 +226,8 @@ deliveries = Table(
 delivery_events = Table(
     "delivery_events",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("delivery_id", Integer, ForeignKey("deliveries.id"), nullable=False),
+    Column("id", Id, primary_key=True),
+    Column("delivery_id", Id, ForeignKey("deliveries.id"), nullable=False),
     Column("at", UTCDateTime, nullable=False),
     # accepted | retry | failed | failed_over | failover | deferred | superseded | expired | released | feedback
     Column("kind", String(16), nullable=False),
@@ -235,7 +241,7 @@ delivery_events = Table(
 delivery_parts = Table(
     "delivery_parts",
     metadata,
-    Column("delivery_id", Integer, ForeignKey("deliveries.id"), nullable=False),
+    Column("delivery_id", Id, ForeignKey("deliveries.id"), nullable=False),
     Column("part", SmallInteger, nullable=False),  # 0-based
     Column("channel", String(32), nullable=False),
     Column("provider_id", String(128)),
@@ -252,11 +258,11 @@ delivery_parts = Table(
 acknowledgements = Table(
     "acknowledgements",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
-    Column("root_id", Integer, nullable=False),
-    Column("recipient_id", Integer, ForeignKey("recipients.id"), nullable=False),
-    Column("delivery_id", Integer),  # the delivery it answers, when known
+    Column("id", Id, primary_key=True),
+    Column("alert_id", Id, ForeignKey("alerts.id"), nullable=False),
+    Column("root_id", Id, nullable=False),
+    Column("recipient_id", Id, ForeignKey("recipients.id"), nullable=False),
+    Column("delivery_id", Id),  # the delivery it answers, when known
     Column("at", UTCDateTime, nullable=False),
     Column("channel", String(16), nullable=False),  # reply | link | call
     Column(
@@ -273,10 +279,10 @@ acknowledgements = Table(
 escalations = Table(
     "escalations",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
-    Column("root_id", Integer, nullable=False),
-    Column("recipient_id", Integer, ForeignKey("recipients.id"), nullable=False),
+    Column("id", Id, primary_key=True),
+    Column("alert_id", Id, ForeignKey("alerts.id"), nullable=False),
+    Column("root_id", Id, nullable=False),
+    Column("recipient_id", Id, ForeignKey("recipients.id"), nullable=False),
     Column("reason", String(16), nullable=False),  # undelivered | unacknowledged
     Column("step", SmallInteger, nullable=False),  # rungs climbed so far
     Column("state", String(12), nullable=False),  # open | resolved | exhausted | closed
@@ -295,8 +301,8 @@ escalations = Table(
 escalation_events = Table(
     "escalation_events",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("escalation_id", Integer, ForeignKey("escalations.id"), nullable=False),
+    Column("id", Id, primary_key=True),
+    Column("escalation_id", Id, ForeignKey("escalations.id"), nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Column("step", String(16), nullable=False),  # opened | resend | superior | doorknock | resolved | closed
     Column("reason", Text, nullable=False),
@@ -309,10 +315,10 @@ escalation_events = Table(
 doorknocks = Table(
     "doorknocks",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("root_id", Integer, nullable=False),  # the alert chain
-    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),  # the revision that put them here
-    Column("recipient_id", Integer, ForeignKey("recipients.id"), nullable=False),
+    Column("id", Id, primary_key=True),
+    Column("root_id", Id, nullable=False),  # the alert chain
+    Column("alert_id", Id, ForeignKey("alerts.id"), nullable=False),  # the revision that put them here
+    Column("recipient_id", Id, ForeignKey("recipients.id"), nullable=False),
     Column("area_code", String(12), nullable=False),  # the village
     Column("household", String(64), nullable=False),
     Column("reason", Text, nullable=False),
@@ -330,7 +336,7 @@ doorknocks = Table(
 alert_reports = Table(
     "alert_reports",
     metadata,
-    Column("root_id", Integer, primary_key=True),
+    Column("root_id", Id, primary_key=True),
     Column("drill", Boolean, nullable=False),
     Column("computed_at", UTCDateTime, nullable=False),
     Column("report", JSON, nullable=False),
@@ -342,7 +348,7 @@ alert_reports = Table(
 channel_preferences = Table(
     "channel_preferences",
     metadata,
-    Column("recipient_id", Integer, ForeignKey("recipients.id", ondelete="CASCADE"), primary_key=True),
+    Column("recipient_id", Id, ForeignKey("recipients.id", ondelete="CASCADE"), primary_key=True),
     Column("channels", JSON, nullable=False),
     Column("evidence", JSON),
     Column("computed_at", UTCDateTime, nullable=False),
@@ -352,7 +358,7 @@ channel_preferences = Table(
 audit_log = Table(
     "audit_log",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", Id, primary_key=True),
     Column("at", UTCDateTime, nullable=False),
     Column("actor", String(100), nullable=False),
     Column("action", String(50), nullable=False),
@@ -393,7 +399,7 @@ feed_entries = Table(
 gauge_readings = Table(
     "gauge_readings",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", Id, primary_key=True),
     Column("gauge", String(64), nullable=False),  # the id the data uses
     Column("time", UTCDateTime, nullable=False),
     Column("level", Float),
@@ -424,7 +430,7 @@ hydro_state = Table(
 users = Table(
     "users",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", Id, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
     Column("password_hash", String(200), nullable=False),
     Column("role", String(16), nullable=False),
@@ -439,7 +445,7 @@ users = Table(
 api_tokens = Table(
     "api_tokens",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", Id, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("role", String(16), nullable=False),
@@ -454,7 +460,7 @@ sessions = Table(
     "sessions",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("csrf_token", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
@@ -470,10 +476,10 @@ sessions = Table(
 broadcasts = Table(
     "broadcasts",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", Id, primary_key=True),
     Column("status", String(16), nullable=False),
     Column("kind", String(16), nullable=False),  # broadcast | update (of alert `update_of`)
-    Column("update_of", Integer, ForeignKey("alerts.id")),
+    Column("update_of", Id, ForeignKey("alerts.id")),
     Column("draft", JSON, nullable=False),
     Column("needs_approval", Boolean, nullable=False),
     Column("approval_reasons", JSON),
@@ -486,7 +492,30 @@ broadcasts = Table(
     Column("decided_by", String(100)),
     Column("decided_at", UTCDateTime),
     Column("note", String(1000)),
-    Column("alert_id", Integer, ForeignKey("alerts.id")),
+    Column("alert_id", Id, ForeignKey("alerts.id")),
     Column("error", String(1000)),
     Index("ix_broadcasts_status", "status", "id"),
+)
+
+# Cluster mode (several `warnd run` on one PostgreSQL database, docs/cluster.md; warnd/store/cluster.py).
+# A scheduled job runs once per slot of its interval across the nodes: the node whose row lands runs it.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("job", String(100), nullable=False),  # the scheduler's job id: expire, held, feed:<name>, …
+    Column("slot", UTCDateTime, nullable=False),  # start of the interval this run is for
+    Column("node", String(100), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("job", "slot"),
+)
+
+# Work one node does for a while (an alert's fan-out: fanout:<alert id>): held until expires_at, renewed while
+# the node works; a node that died leaves it to expire, and another takes the work over.
+cluster_leases = Table(
+    "cluster_leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(100), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )

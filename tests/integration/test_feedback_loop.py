@@ -93,7 +93,8 @@ def _scenario_config(config_dir: Path, primary: str, backup: str) -> None:
 
     def warnd(data: dict[str, Any]) -> None:
         data.setdefault("api", {})["feedback_secrets"] = {"sms": SMS_SECRET, "reply": REPLY_SECRET}
-        data["feedback"] = {"public_url": PUBLIC_URL, "coverage_target": 0.9}
+        kept = {k: v for k, v in data.get("feedback", {}).items() if k == "link_secret"}  # PostgreSQL runs
+        data["feedback"] = {"public_url": PUBLIC_URL, "coverage_target": 0.9, **kept}
 
     def channels(data: dict[str, Any]) -> None:
         for name, url in (("sms", primary), ("sms_backup", backup)):

@@ -64,6 +64,7 @@ from warnd.schema import (
     payloads,
     recipients,
 )
+from warnd.store.cluster import flag_expired_leases, one_at_a_time
 
 # delivery statuses that mean the recipient was reached: sent (the provider / broker accepted it; no receipt
 # says otherwise yet) and delivered (every part's receipt said so). A receipt's failed is not among them.
@@ -293,6 +294,8 @@ class Store:
         from warnd.migrations import upgrade
 
         async with self._writer.connect() as conn:
+            if not self.is_sqlite:  # nodes starting together: one migrates, the others then find it done
+                await one_at_a_time(conn, "warnd:migrations")
             await conn.run_sync(upgrade)
             await conn.commit()
 
@@ -348,6 +351,8 @@ class Store:
         count = 0
         group_names: set[str] = set()
         async with self.write() as conn:
+            if not self.is_sqlite:  # nodes starting together sync the same config: one after the other
+                await one_at_a_time(conn, "warnd:recipients")
             await conn.execute(
                 text(
                     "CREATE TEMPORARY TABLE IF NOT EXISTS _import (key VARCHAR(64) PRIMARY KEY, groups TEXT)"
@@ -1265,6 +1270,8 @@ class Store:
             return 0
         stmt = self._insert(gauge_readings).on_conflict_do_nothing(index_elements=["gauge", "time"])
         async with self.write() as conn:
+            if not self.is_sqlite:  # asyncpg's executemany reports no row count: count the rows returned
+                return len((await conn.execute(stmt.returning(gauge_readings.c.gauge), list(rows))).all())
             result = await conn.execute(stmt, list(rows))
             return max(result.rowcount or 0, 0)
 
@@ -1383,14 +1390,23 @@ class Store:
         async with self.read() as conn:  # most polls find nothing: find that out without taking the writer
             if (await conn.execute(due.with_only_columns(deliveries.c.id).limit(1))).first() is None:
                 return token, []
-        if not self.is_sqlite:
-            due = due.with_for_update(skip_locked=True)
+        expired: list[tuple[int, str]] = []
         async with self.write() as conn:
+            picked: Any = due.scalar_subquery()
+            # cluster mode: lock the due rows, noting the leases that ran out (warnd/store/cluster.py)
+            if not self.is_sqlite:
+                locked = (
+                    await conn.execute(
+                        due.add_columns(deliveries.c.lease_token).with_for_update(skip_locked=True)
+                    )
+                ).all()
+                picked = [r.id for r in locked]
+                expired = [(r.id, r.lease_token) for r in locked if r.lease_token]
             ids = [
                 r[0]
                 for r in await conn.execute(
                     update(deliveries)
-                    .where(deliveries.c.id.in_(due.scalar_subquery()))
+                    .where(deliveries.c.id.in_(picked))
                     .values(
                         lease_token=token,
                         visible_at=now + timedelta(seconds=lease_seconds),
@@ -1400,6 +1416,8 @@ class Store:
                     .returning(deliveries.c.id)
                 )
             ]
+            if ids:
+                await flag_expired_leases(conn, expired, now)
         if not ids:
             return token, []
         # the rows are this claim's now (the lease): read what sending needs without holding the writer, each
