@@ -2,11 +2,13 @@
 SIGKILL in the middle of a fan-out while the nodes are sending it: every delivery is accepted by the gateway
 stub exactly once by idempotency key, none is lost, the fan-out the dead node left is finished by another node,
 and a number the stub was sent twice (the crash window: the dead node sent it, its result was never recorded)
-was sent at most twice and is flagged ``lease_expired`` on its delivery.
+was sent at most twice and is flagged ``lease_expired`` on its delivery. And a node that starts leaves the
+leases of the nodes already running alone.
 
-Size: ``WARND_CLUSTER_KILL_SIZE`` people in one village (default 4,000: about 25 s here, on 2 cores); the issue's 100k
-variant is ``WARND_CLUSTER_KILL_SIZE=100000 pytest tests/e2e/test_cluster_kill.py`` (minutes). Skipped only when no
-PostgreSQL server answers."""
+Size: ``WARND_CLUSTER_KILL_SIZE`` people in one village (default 2,000: about 25 s on this 2-core machine when
+it is otherwise idle); the issue's 100k variant is ``WARND_CLUSTER_KILL_SIZE=100000 pytest
+tests/e2e/test_cluster_kill.py -k killed`` (many minutes: on PostgreSQL recording results costs several
+statements per delivery). Skipped only when no PostgreSQL server answers."""
 
 from __future__ import annotations
 
@@ -20,52 +22,76 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from conftest import AUTH, cap_cn, edit_yaml
 from e2e.daemon import Daemon, cn_time, free_port
 from support.gateway import FakeSmsGateway
 
 from tests.support import postgres
 from tests.support.cluster import cluster_config, crowd
+from warnd.app import App
+from warnd.clock import SystemClock
+from warnd.config import load_config
 from warnd.store import Store
 
-SIZE = int(os.environ.get("WARND_CLUSTER_KILL_SIZE", "4000"))
+SIZE = int(os.environ.get("WARND_CLUSTER_KILL_SIZE", "2000"))
+SMALL = 300  # the start-up test's crowd
 CONFIG_PEOPLE = 24  # the example's people who get the red rainstorm's SMS
 _why_not = postgres.unavailable()
 pytestmark = [
     pytest.mark.skipif(
         _why_not is not None, reason=f"no PostgreSQL server at {postgres.SERVER_URL}: {_why_not}"
     ),
-    pytest.mark.timeout(max(240, SIZE // 100)),
+    pytest.mark.timeout(max(300, SIZE // 40)),
 ]
+
+
+class LateForTheVictim(FakeSmsGateway):
+    """The stub, answering requests of the node to be killed (``X-Warnd-Node: node0``) only after a long while:
+    it has accepted the numbers, the node never learns it (the crash window, every time)."""
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        answer = await super()._handle(request)
+        if request.headers.get("X-Warnd-Node") == "node0":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), 60)
+        return answer
 
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[FakeSmsGateway]:
-    async with FakeSmsGateway() as gw:
-        gw.delay = (
-            0.2  # it accepts at once and answers late: a node killed meanwhile never records the answer
-        )
+    async with LateForTheVictim() as gw:
+        gw.delay = 0.1  # a carrier's answer takes a moment
         yield gw
+
+
+async def crowded_database(people: int) -> str:
+    """A fresh database with ``people`` imported into one village."""
+    url = postgres.create_database()
+    store = Store.open(url)
+    try:
+        await store.upsert_recipients(crowd(people), source="import", now=SystemClock().now())
+    finally:
+        await store.close()
+    return url
 
 
 @pytest.fixture
 async def database() -> AsyncIterator[str]:
-    url = postgres.create_database()
-    store = Store.open(url)
-    try:
-        await store.upsert_recipients(crowd(SIZE), source="import", now=store_now())
-    finally:
-        await store.close()
+    url = await crowded_database(SIZE)
     try:
         yield url
     finally:
         postgres.drop_database(url)
 
 
-def store_now():  # type: ignore[no-untyped-def]
-    from warnd.clock import SystemClock
-
-    return SystemClock().now()
+@pytest.fixture
+async def small_database() -> AsyncIterator[str]:
+    url = await crowded_database(SMALL)
+    try:
+        yield url
+    finally:
+        postgres.drop_database(url)
 
 
 def node_config(root: Path, gateway_url: str, url: str) -> Path:
@@ -76,10 +102,10 @@ def node_config(root: Path, gateway_url: str, url: str) -> Path:
 
     def dispatch(data: dict) -> None:
         data["dispatch"] = {
-            "lease": "4s",  # a dead node's claimed batches are claimed again after this
-            "batch_size": 200,
+            "lease": "6s",  # a dead node's claimed batches are claimed again after this
+            "batch_size": 100,
             "poll_interval": 0.2,
-            "fanout_chunk": 500,
+            "fanout_chunk": 250,
             "fanout_lease": "3s",  # its unfinished fan-out is taken over after this
         }
 
@@ -128,7 +154,7 @@ async def test_three_nodes_one_killed_mid_fan_out_lose_nothing_and_send_once(
             return await count(database, sms) >= expected // 4 and victim_sending()
 
         await wait_for(mid_fan_out, timeout=120, interval=0.02)
-        victim.kill()  # SIGKILL: fan-out part done, a request of its accepted and not yet answered
+        victim.kill()  # SIGKILL: fan-out part done, its requests accepted and not answered
         killed = asyncio.get_running_loop().time() - t0
         await posting
         at_kill = await count(database, sms)
@@ -144,7 +170,7 @@ async def test_three_nodes_one_killed_mid_fan_out_lose_nothing_and_send_once(
                 and await count(database, sms + " AND status = 'queued'") == 0
             )
 
-        await wait_for(all_done, timeout=max(120, SIZE / 100), interval=0.25)
+        await wait_for(all_done, timeout=max(180, SIZE / 50), interval=0.25)
         done = asyncio.get_running_loop().time() - t0
     finally:
         for node in survivors:
@@ -163,7 +189,8 @@ async def test_three_nodes_one_killed_mid_fan_out_lose_nothing_and_send_once(
     assert set(gateway.accepted_keys.values()) == {1}  # accepted exactly once per idempotency key
     requested = Counter(m["key"] for r in gateway.requests if r.json for m in r.json.get("messages", []))
     again = {key for key, n in requested.items() if n > 1}
-    assert again and max(requested.values()) <= 2  # the crash window: at most twice …
+    thrice = {key: n for key, n in requested.items() if n > 2}
+    assert again and not thrice, (len(again), thrice)  # the crash window: at most twice …
     flagged = {
         r["idempotency_key"]
         for r in await postgres.fetch(
@@ -183,3 +210,43 @@ async def test_three_nodes_one_killed_mid_fan_out_lose_nothing_and_send_once(
         f"{in_flight} claimed by the nodes; all accepted at {done:.1f}s; {len(flagged)} re-claimed after the "
         f"lease ran out, {len(again)} of them sent twice (deduplicated by the stub by idempotency key)"
     )
+
+
+async def test_a_starting_node_leaves_other_nodes_leases_alone(
+    tmp_path: Path, gateway: FakeSmsGateway, small_database: str
+) -> None:
+    """On SQLite a starting daemon releases every lease (its dead predecessor's); on PostgreSQL another node may
+    be sending those rows right now: a starting node leaves them until their lease runs out, then sends them
+    (flagged ``lease_expired``)."""
+    other = App(load_config(node_config(tmp_path / "other", gateway.url, small_database)))  # "another node"
+    await other.start()
+    try:
+        alert = cap_cn(identifier="leases", sent=cn_time(), expires=cn_time(timedelta(hours=6)))
+        [result] = await other.pipeline.ingest(alert, source="t")
+        token, held = await other.store.claim("sms", 50, other.clock.now(), 15)
+    finally:
+        await other.close()
+    held_ids = sorted(c.delivery["id"] for c in held)
+    assert result.alert_id and len(held_ids) == 50
+    total = SMALL + CONFIG_PEOPLE
+    sms_sent = "SELECT count(*) FROM deliveries WHERE channel = 'sms' AND status = 'sent'"
+    node = Daemon(node_config(tmp_path / "node", gateway.url, small_database), free_port())
+    await node.start(timeout=60)
+    try:
+
+        async def sent(n: int) -> bool:
+            return await count(small_database, sms_sent) == n
+
+        await wait_for(lambda: sent(total - 50), timeout=60, interval=0.1)
+        still = await postgres.fetch(
+            small_database, "SELECT id FROM deliveries WHERE lease_token = $1 AND status = 'queued'", token
+        )
+        assert sorted(r["id"] for r in still) == held_ids  # untouched by the node that started
+        await wait_for(lambda: sent(total), timeout=60, interval=0.25)  # after the 15 s lease: taken over
+    finally:
+        node.terminate()
+        node.stop_quietly()
+    flagged = await postgres.fetch(
+        small_database, "SELECT delivery_id FROM delivery_events WHERE kind = 'lease_expired'"
+    )
+    assert sorted(r["delivery_id"] for r in flagged) == held_ids
