@@ -42,7 +42,9 @@ class Daemon:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, timeout: float = 30) -> None:
+    async def start(self, timeout: float = 90) -> None:
+        """Start ``warnd run`` and wait for /healthz (a new Python process: seconds idle, much longer when the
+        machine is loaded by parallel test workers)."""
         handle = self.log.open("a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "warnd", "run", "-c", str(self.config_dir), "--port", str(self.port)],
