@@ -227,7 +227,9 @@ def table(results: list[dict[str, Any]]) -> str:
     head = f"{'benchmark':<32} {'value':>12} {'unit':<9} {'target':>10} {'met':<5} {'×raw':>7}  notes"
     lines = [head, "-" * len(head)]
     for r in results:
-        target = "" if r["target"] is None else f"{r['target']:g}"
+        target = (
+            r["target"] if isinstance(r["target"], str) else "" if r["target"] is None else f"{r['target']:g}"
+        )
         met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
         ratio = "" if r["ratio_to_baseline"] is None else f"{r['ratio_to_baseline']:g}"
         lines.append(

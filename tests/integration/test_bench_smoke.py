@@ -78,3 +78,15 @@ def test_api_load_at_a_tiny_size() -> None:
     assert "to 74 SMS: 10 answered 201, 0 failed, 0 not sent" in rows[0]["notes"]
     assert "the last of its 74 SMS" in rows[5]["notes"]
     assert rows[6]["unit"] == "MB" and rows[6]["value"] > 10
+
+
+def test_table_prints_numeric_and_worded_targets() -> None:
+    """The peer suite's targets are sentences (relative to Alertmanager), the others numbers: both print."""
+    rows = [
+        run.result("peer: webhook latency p99", 66.5, "ms", None, True, None, "n"),
+        run.result("fanout_100k_persisted", 30.2, "s", 0.5, True, 2.16, "n"),
+    ]
+    rows[0].update(target="≤ 1.5× Alertmanager p99 = 1.51 ms", met=False)
+    lines = run.table(rows).splitlines()
+    assert "≤ 1.5× Alertmanager p99 = 1.51 ms NO" in lines[2]
+    assert lines[3].split()[:6] == ["fanout_100k_persisted", "30.2", "s", "0.5", "NO", "14"]
