@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import yaml
 
 from tests.support import postgres
 from tests.support.cap import cap_cn as cap_cn  # the tests' CAP-CN builder, imported from here
+from tests.support.gateway import FakeSmsGateway
 from warnd.app import App
 from warnd.clock import FakeClock
 from warnd.config import Config, load_config
@@ -209,3 +210,20 @@ async def app(config: Config, clock: FakeClock) -> AsyncIterator[App]:
     await application.start(channels=True)
     yield application
     await application.close()
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[FakeSmsGateway]:
+    """The fake SMS gateway (tests/support/gateway.py), a real aiohttp server on a free port."""
+    async with FakeSmsGateway() as gw:
+        yield gw
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database on the local server, dropped afterwards."""
+    url = postgres.create_database()
+    try:
+        yield url
+    finally:
+        postgres.drop_database(url)

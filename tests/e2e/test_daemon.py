@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,12 +31,6 @@ async def wait_for(predicate, timeout: float = 60, interval: float = 0.1) -> Non
             return
         await asyncio.sleep(interval)
     raise AssertionError("condition not reached in time")
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeSmsGateway]:
-    async with FakeSmsGateway() as gw:
-        yield gw
 
 
 async def test_walkthrough_post_watch_cancel_reject_and_stop(config_dir: Path) -> None:

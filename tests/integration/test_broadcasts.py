@@ -289,12 +289,6 @@ async def test_a_send_interrupted_after_approval_is_finished_at_start_as_the_sam
 
 
 @pytest.fixture
-async def gateway() -> AsyncIterator[FakeSmsGateway]:
-    async with FakeSmsGateway() as gw:
-        yield gw
-
-
-@pytest.fixture
 async def notifying_app(config_dir: Path, clock: FakeClock, gateway: FakeSmsGateway) -> AsyncIterator[App]:
     def settings(data: dict[str, Any]) -> None:
         data["api"]["approval_notify_channel"] = "sms_backup"

@@ -68,12 +68,6 @@ def make_channel(url: str, **overrides: Any) -> SmsHttpChannel:
 
 
 @pytest.fixture
-async def gateway() -> AsyncIterator[FakeSmsGateway]:
-    async with FakeSmsGateway() as gw:
-        yield gw
-
-
-@pytest.fixture
 async def channel(gateway: FakeSmsGateway) -> AsyncIterator[SmsHttpChannel]:
     ch = make_channel(gateway.url, timeout=2.0)
     await ch.start()

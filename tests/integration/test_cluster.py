@@ -8,7 +8,7 @@ Skipped, with the reason, only when no PostgreSQL server answers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +23,7 @@ from warnd.clock import FakeClock
 from warnd.config import load_config
 from warnd.store.cluster import PostgresCluster, Solo, slot_of
 
-_why_not = postgres.unavailable()
-pytestmark = pytest.mark.skipif(
-    _why_not is not None, reason=f"no PostgreSQL server at {postgres.SERVER_URL}: {_why_not}"
-)
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    url = postgres.create_database()
-    try:
-        yield url
-    finally:
-        postgres.drop_database(url)
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeSmsGateway]:
-    async with FakeSmsGateway() as gw:
-        yield gw
+pytestmark = postgres.requires_server()
 
 
 @pytest.fixture

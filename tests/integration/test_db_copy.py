@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,7 @@ from warnd.store import Store
 from warnd.store.copy import row_counts
 
 ROOT = Path(__file__).resolve().parents[2]
-_why_not = postgres.unavailable()
-pytestmark = pytest.mark.skipif(
-    _why_not is not None, reason=f"no PostgreSQL server at {postgres.SERVER_URL}: {_why_not}"
-)
+pytestmark = postgres.requires_server()
 
 
 @pytest.fixture
@@ -38,12 +35,6 @@ def empty_pg() -> Iterator[str]:
         yield url
     finally:
         postgres.drop_database(url)
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeSmsGateway]:
-    async with FakeSmsGateway() as gw:
-        yield gw
 
 
 def sqlite_config(root: Path, gateway_url: str) -> Path:

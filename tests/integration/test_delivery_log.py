@@ -48,12 +48,6 @@ class Log:
 
 
 @pytest.fixture
-async def gateway() -> AsyncIterator[FakeSmsGateway]:
-    async with FakeSmsGateway() as gw:
-        yield gw
-
-
-@pytest.fixture
 async def app(config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock) -> AsyncIterator[App]:
     ladder_config(config_dir, gateway.url, ack=True, grace="12h")
     application = App(load_config(config_dir), clock=clock)

@@ -16,12 +16,6 @@ from warnd.config import load_config
 from warnd.dispatch import Dispatcher, TokenBucket
 
 
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeSmsGateway]:
-    async with FakeSmsGateway() as gw:
-        yield gw
-
-
 def use_gateway(config_dir: Path, url: str, **extra: object) -> None:
     def change(data: dict) -> None:
         data["channels"]["sms"] = {

@@ -65,12 +65,6 @@ async def climb_to_doorknock(app: App, clock: FakeClock) -> int:
 
 
 @pytest.fixture
-async def gateway() -> AsyncIterator[FakeSmsGateway]:
-    async with FakeSmsGateway() as gw:
-        yield gw
-
-
-@pytest.fixture
 async def app(config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock) -> AsyncIterator[App]:
     ladder_config(config_dir, gateway.url, grace="12h")
     application = App(load_config(config_dir), clock=clock)

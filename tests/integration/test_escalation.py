@@ -44,12 +44,6 @@ from warnd.store.acks import AckStore
 STEP = 5 * 60
 
 
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeSmsGateway]:
-    async with FakeSmsGateway() as gw:
-        yield gw
-
-
 async def start_app(config_dir: Path, clock: FakeClock) -> App:
     app = App(load_config(config_dir), clock=clock)
     await app.start(channels=True)

@@ -40,12 +40,6 @@ ALMOST_ONE = "请注意防范。"
 ALMOST_TWO = "预计未来3小时有强降雨，请注意防范。"
 
 
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeSmsGateway]:
-    async with FakeSmsGateway() as gw:
-        yield gw
-
-
 async def make_app(config_dir: Path, gateway: FakeSmsGateway, clock: FakeClock, **feedback: Any) -> App:
     use_sms_gateway(config_dir, gateway.url)
     if feedback:

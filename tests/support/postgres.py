@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+import pytest
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,3 +177,9 @@ async def fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         return list(await conn.fetch(sql, *args))
     finally:
         await conn.close()
+
+
+def requires_server() -> pytest.MarkDecorator:
+    """Skip a test module when no PostgreSQL server answers at SERVER_URL (saying why)."""
+    why = unavailable()
+    return pytest.mark.skipif(why is not None, reason=f"no PostgreSQL server at {SERVER_URL}: {why}")
