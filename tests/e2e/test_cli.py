@@ -28,6 +28,9 @@ import pytest
 import yaml
 from conftest import CORPUS, ROOT, cap_cn, edit_yaml, make_config_copy
 
+# every command is a new Python process (~2 s of CPU): on a loaded machine a test of several takes minutes
+pytestmark = pytest.mark.timeout(300)
+
 LOG_COLUMNS = [
     "id",
     "alert_id",

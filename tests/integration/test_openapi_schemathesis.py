@@ -33,7 +33,7 @@ from warnd.config import load_config
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
-MAX_EXAMPLES = 10  # per operation and phase: about 2,200 requests, ~30 s on two cores
+MAX_EXAMPLES = 10  # per operation and phase: about 2,200 requests
 SEED = 20240712  # the same requests every run (a new failure is a change in the code or the document)
 # operations a request/response fuzzer cannot test: the event stream only ends when the client goes away, so
 # every request would time out (the live board's own tests cover it)
@@ -89,7 +89,7 @@ def unregistered(app: App) -> dict[str, tuple[str, str]]:
 
 
 @pytest.mark.file_loudspeaker
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(330)
 async def test_the_api_answers_as_its_openapi_document_says(app: App, base_url: str, tmp_path: Path) -> None:
     missing = unregistered(app)
     if missing:
@@ -125,7 +125,7 @@ async def test_the_api_answers_as_its_openapi_document_says(app: App, base_url: 
         env={**os.environ, "NO_COLOR": "1"},
     )
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=150)
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=300)  # ~35 s on two idle cores
     finally:
         if proc.returncode is None:
             proc.kill()
