@@ -212,6 +212,9 @@ async def test_three_nodes_one_killed_mid_fan_out_lose_nothing_and_send_once(
     )
 
 
+LEASE = 40  # seconds the "other node" holds its 50 rows
+
+
 async def test_a_starting_node_leaves_other_nodes_leases_alone(
     tmp_path: Path, gateway: FakeSmsGateway, small_database: str
 ) -> None:
@@ -223,7 +226,7 @@ async def test_a_starting_node_leaves_other_nodes_leases_alone(
     try:
         alert = cap_cn(identifier="leases", sent=cn_time(), expires=cn_time(timedelta(hours=6)))
         [result] = await other.pipeline.ingest(alert, source="t")
-        token, held = await other.store.claim("sms", 50, other.clock.now(), 15)
+        token, held = await other.store.claim("sms", 50, other.clock.now(), LEASE)
     finally:
         await other.close()
     held_ids = sorted(c.delivery["id"] for c in held)
@@ -237,12 +240,16 @@ async def test_a_starting_node_leaves_other_nodes_leases_alone(
         async def sent(n: int) -> bool:
             return await count(small_database, sms_sent) == n
 
-        await wait_for(lambda: sent(total - 50), timeout=60, interval=0.1)
+        async def sending() -> bool:
+            return await count(small_database, sms_sent) >= 100
+
+        # the node is sending (within the lease: a loaded machine may take long to start a daemon) ...
+        await wait_for(sending, timeout=LEASE, interval=0.1)
         still = await postgres.fetch(
             small_database, "SELECT id FROM deliveries WHERE lease_token = $1 AND status = 'queued'", token
         )
-        assert sorted(r["id"] for r in still) == held_ids  # untouched by the node that started
-        await wait_for(lambda: sent(total), timeout=60, interval=0.25)  # after the 15 s lease: taken over
+        assert sorted(r["id"] for r in still) == held_ids  # ... and has not touched the other node's rows
+        await wait_for(lambda: sent(total), timeout=LEASE + 180, interval=0.25)  # lease over: taken over
     finally:
         node.terminate()
         node.stop_quietly()

@@ -266,7 +266,7 @@ async def test_daemon_climbs_the_escalation_ladder_on_its_own_schedule(
             def notices() -> list[str]:
                 return [s.content or "" for s in gateway.sent if ":notice:" in s.key]
 
-            await wait_for(lambda: len(notices()) >= 4, timeout=60)
+            await wait_for(lambda: len(notices()) >= 4, timeout=120)
             async with http.get(f"{daemon.url}/api/v1/alerts/{alert_id}/escalations") as resp:
                 ladders = (await resp.json())["escalations"]
         told = " ".join(notices())
