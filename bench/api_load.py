@@ -42,7 +42,7 @@ from tests.e2e.daemon import Daemon, free_port
 MAX_IN_FLIGHT = 500  # 5 s of sending at 100/s
 LATE = 0.05  # a send this far (s) behind its schedule (this process was busy) is counted late, and still sent
 SMALL_HAZARDS = [("11B06", "大风", "Blue"), ("11B09", "高温", "Yellow")]
-# townships and villages of the example without the big alert's village (屏锦镇 万年村, bench.fanout.VILLAGE)
+# townships and villages of the example without the big alert's village (屏锦镇 万年村, tests.support.cluster.VILLAGE)
 SMALL_AREAS = [
     "500228001000",
     "500228001201",

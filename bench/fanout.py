@@ -26,11 +26,10 @@ from typing import Any
 from aiohttp import web
 
 from bench.cap_cn import cap_cn
+from tests.support.cluster import IMPORT_CHUNK, person
 from tests.support.gateway import FakeSmsGateway
 
 ROOT = Path(__file__).resolve().parent.parent
-IMPORT_CHUNK = 5000
-VILLAGE = "500228101201"  # 梁平区 (example config); the public there get the rainstorm-red rule's SMS
 
 
 # --- the stub, in the parent ---------------------------------------------------------------------------------
@@ -192,28 +191,6 @@ def make_config(root: Path, gateway_url: str) -> Path:
 
 
 # --- the App, in the child -----------------------------------------------------------------------------------
-
-
-def person(i: int) -> dict[str, Any]:
-    """An imported member of the public in one village (the recipients row ``Store.upsert_recipients`` takes)."""
-    return {
-        "key": f"138{i:08d}",
-        "kind": "person",
-        "name": f"居民{i}",
-        "phone": f"138{i:08d}",
-        "role": "public",
-        "area_code": VILLAGE,
-        "lat": None,
-        "lon": None,
-        "language": "zh-CN",
-        "push_tokens": None,
-        "terminal_id": None,
-        "address": None,
-        "household": None,
-        "vulnerable": None,
-        "superior": None,
-        "groups": "public",
-    }
 
 
 def emit(**event: Any) -> None:
