@@ -57,7 +57,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     slow_first = {"e2e": 0, "integration": 1, "unit": 2}
     items.sort(key=lambda item: slow_first.get(item.path.parent.name, 1))
-    grouped = [(item, mark.args[0]) for item in items if (mark := item.get_closest_marker("xdist_group"))]
+    grouped = [
+        (item, mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+        for item in items
+        if (mark := item.get_closest_marker("xdist_group"))
+    ]
     if config.getvalue("loadgroup") and any(not item.nodeid.endswith(f"@{name}") for item, name in grouped):
         warnings.warn(  # pytest ≥ 9.2 with pytest-xdist 3.8: pytest-dev/pytest-xdist#1386 (pyproject pins pytest)
             pytest.PytestConfigWarning(
